@@ -1,0 +1,264 @@
+//! Composition root: load, bind, spawn, signals, drain.
+//!
+//! Start-up order matters for correctness: the config and GeoIP database are loaded and
+//! verified first (a bad file exits 64 before anything binds); the admin HTTP server
+//! binds next so /healthz answers and /readyz says "not ready"; one full probe round
+//! runs; only then are the DNS sockets bound, so the first GSLB answer already respects
+//! health.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use tracing::{error, info, warn};
+
+use crate::config::{self, ConfigError, Loaded};
+use crate::dns::{self, Handler};
+use crate::geo::GeoDb;
+use crate::health::HealthTable;
+use crate::metrics::Metrics;
+use crate::snapshot::{Shared, Snapshot};
+
+/// Exit code for a bad config (DESIGN.md: `geode check` exits 64).
+pub const EXIT_CONFIG: i32 = 64;
+/// Exit code for a failure to start (bind, runtime).
+pub const EXIT_RUNTIME: i32 = 1;
+
+/// Why `serve` stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The config (or its GeoIP database) is invalid.
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// A socket could not be bound, or another I/O failure at start.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// Metrics registry failure (a programming error; names collide).
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+impl AppError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            AppError::Config(_) => EXIT_CONFIG,
+            _ => EXIT_RUNTIME,
+        }
+    }
+}
+
+/// The whole load path, binding nothing: config, then the GeoIP database it names
+/// (reusing `previous` when the file is unchanged, so a reload does not remap it).
+pub fn load(
+    path: &Path,
+    previous: Option<&Arc<GeoDb>>,
+) -> Result<(Loaded, Option<Arc<GeoDb>>), ConfigError> {
+    let loaded = config::load(path)?;
+    let geo = match &loaded.model.server.geoip_db {
+        None => None,
+        Some(p) => match previous {
+            Some(prev) if prev.is_current(p) => Some(prev.clone()),
+            _ => Some(Arc::new(GeoDb::open(p).map_err(|e| ConfigError {
+                problems: vec![loaded.source.problem(&["server", "geoip_db"], e.to_string())],
+            })?)),
+        },
+    };
+    Ok((loaded, geo))
+}
+
+/// Command-line overrides of `[server]`.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// Replaces `server.dns_listen` when not empty.
+    pub dns_listen: Vec<SocketAddr>,
+    /// Replaces `server.http_listen`.
+    pub http_listen: Option<SocketAddr>,
+}
+
+impl Overrides {
+    /// Applies the overrides to a freshly loaded model.
+    pub fn apply(&self, loaded: &mut Loaded) {
+        if !self.dns_listen.is_empty() {
+            loaded.model.server.dns_listen = self.dns_listen.clone();
+        }
+        if let Some(h) = self.http_listen {
+            loaded.model.server.http_listen = Some(h);
+        }
+    }
+}
+
+/// Shared state of a running server.
+#[derive(Debug, Clone)]
+pub struct App {
+    /// The current snapshot.
+    pub shared: Shared,
+    /// Metric handles.
+    pub metrics: Arc<Metrics>,
+    /// Probed state.
+    pub health: Arc<HealthTable>,
+    /// The config file.
+    pub config_path: PathBuf,
+    /// CLI overrides, re-applied on every reload.
+    pub overrides: Overrides,
+    /// True once config is loaded, sockets are bound and the first probe round is done.
+    pub ready: Arc<AtomicBool>,
+    /// Serializes reloads (SIGHUP and file events may race).
+    pub reload_lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Unix time now, seconds.
+pub fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// `geode serve`: runs until SIGTERM or SIGINT.
+pub async fn serve(config_path: PathBuf, overrides: Overrides) -> Result<(), AppError> {
+    let (mut loaded, geo) = load(&config_path, None)?;
+    overrides.apply(&mut loaded);
+    info!(
+        config = %config_path.display(),
+        hash = %loaded.source.hash,
+        zones = loaded.model.zones.len(),
+        services = loaded.model.services.len(),
+        regions = loaded.model.regions.len(),
+        geoip = ?geo.as_ref().map(|g| g.database_type().to_string()),
+        "config loaded"
+    );
+    let metrics = Arc::new(Metrics::new()?);
+    let health = HealthTable::new(metrics.clone());
+    let first_round = health.sync(&mut loaded.model);
+    let settings = loaded.model.server.clone();
+    let snapshot = Snapshot::build(loaded, geo, &metrics);
+    metrics.reload_success.inc();
+    metrics.last_reload.set(unix_now() as i64);
+    let app = App {
+        shared: Arc::new(ArcSwap::from_pointee(snapshot)),
+        metrics: metrics.clone(),
+        health: health.clone(),
+        config_path: config_path.clone(),
+        overrides,
+        ready: Arc::new(AtomicBool::new(false)),
+        reload_lock: Arc::new(tokio::sync::Mutex::new(())),
+    };
+
+    let http = match settings.http_listen {
+        Some(addr) => Some(crate::http::bind(addr, app.clone()).await?),
+        None => None,
+    };
+
+    first_round.wait().await;
+    let listeners =
+        dns::listen::bind(&settings, Handler::new(app.shared.clone(), metrics.clone()))?;
+    let reloader = crate::reload::spawn(app.clone());
+    app.ready.store(true, Ordering::SeqCst);
+    info!("ready");
+
+    wait_for_shutdown().await;
+    info!("shutting down: draining in-flight queries");
+    app.ready.store(false, Ordering::SeqCst);
+    reloader.abort();
+    if tokio::time::timeout(Duration::from_secs(5), listeners.shutdown())
+        .await
+        .is_err()
+    {
+        warn!("drain timed out after 5s; exiting anyway");
+    }
+    health.shutdown();
+    if let Some(h) = http {
+        h.abort();
+    }
+    info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_shutdown() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        error!("cannot install signal handlers; stopping");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received"),
+        _ = int.recv() => info!("SIGINT received"),
+    }
+}
+
+/// `geode check`: the full load path, binding nothing. Returns the exit code.
+pub fn check(config_path: &Path) -> i32 {
+    match load(config_path, None) {
+        Ok((loaded, geo)) => {
+            let m = &loaded.model;
+            println!(
+                "{}: ok ({} zones, {} services, {} regions, {} checks{})",
+                config_path.display(),
+                m.zones.len(),
+                m.services.len(),
+                m.regions.len(),
+                m.checks.len(),
+                geo.map(|g| format!(", geoip {}", g.database_type()))
+                    .unwrap_or_default()
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            EXIT_CONFIG
+        }
+    }
+}
+
+/// Health view for `geode explain`, which probes nothing: every endpoint counts as up.
+#[derive(Debug, Clone, Copy)]
+pub struct AssumeUp;
+
+impl crate::route::HealthView for AssumeUp {
+    fn endpoint_up(&self, _: &crate::model::Endpoint) -> bool {
+        true
+    }
+}
+
+/// `geode explain`: prints the decision for one client. Returns the exit code.
+pub fn explain(
+    config_path: &Path,
+    client: crate::snapshot::ClientSpec,
+    name: &str,
+    qtype: &str,
+) -> i32 {
+    let (loaded, geo) = match load(config_path, None) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("{e}");
+            return EXIT_CONFIG;
+        }
+    };
+    let metrics = match Metrics::new() {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("metrics: {e}");
+            return EXIT_RUNTIME;
+        }
+    };
+    let snap = Snapshot::build(loaded, geo, &metrics);
+    match snap.explain(name, qtype, client, &AssumeUp) {
+        Ok(e) => {
+            print!("{e}");
+            println!(
+                "health   not probed by `geode explain`: every endpoint counts as up (see /explain on a running server)"
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            2
+        }
+    }
+}

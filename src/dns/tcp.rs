@@ -1,0 +1,204 @@
+//! DNS over TCP (RFC 7766) with our own accept loop, because hickory-server's TCP
+//! listener has no connection cap.
+//!
+//! - Pipelined queries on one connection are read and answered in order (RFC 7766 6.2.1).
+//! - A connection idle longer than the idle timeout is closed (RFC 7766 6.2.3).
+//! - At the connection cap, the connection idle the longest is closed to make room, so
+//!   clients that open connections and send nothing cannot lock others out.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hickory_server::net::NetError;
+use hickory_server::net::runtime::TokioTime;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::proto::rr::Record;
+use hickory_server::proto::serialize::binary::BinEncoder;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponse;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, mpsc, watch};
+use tracing::debug;
+
+use super::Handler;
+
+/// Sends encoded responses to the connection's writer task.
+#[derive(Clone)]
+struct TcpResponder {
+    tx: mpsc::Sender<Vec<u8>>,
+}
+
+#[async_trait::async_trait]
+impl ResponseHandler for TcpResponder {
+    async fn send_response<'a>(
+        &mut self,
+        response: MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+        >,
+    ) -> Result<ResponseInfo, NetError> {
+        let mut buf = Vec::with_capacity(512);
+        let mut enc = BinEncoder::new(&mut buf);
+        enc.set_max_size(u16::MAX);
+        let info = response.destructive_emit(&mut enc)?;
+        let _ = self.tx.send(buf).await;
+        Ok(info)
+    }
+}
+
+struct Conn {
+    last_active: Arc<AtomicU64>,
+    kill: Arc<Notify>,
+}
+
+/// Live connections, for the cap and idle eviction. Touched per connection, never per query.
+#[derive(Default)]
+struct Table {
+    next: u64,
+    conns: HashMap<u64, Conn>,
+}
+
+/// Accepts and serves TCP connections until `stop` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    handler: Handler,
+    idle: Duration,
+    max_conns: usize,
+    mut stop: watch::Receiver<bool>,
+) {
+    let epoch = Instant::now();
+    let table = Arc::new(Mutex::new(Table::default()));
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = stop.changed() => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    debug!(error = %e, "tcp accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let last_active = Arc::new(AtomicU64::new(epoch.elapsed().as_millis() as u64));
+        let kill = Arc::new(Notify::new());
+        let id = {
+            let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
+            if t.conns.len() >= max_conns {
+                let oldest = t
+                    .conns
+                    .iter()
+                    .min_by_key(|(_, c)| c.last_active.load(Ordering::Relaxed))
+                    .map(|(id, c)| (*id, c.kill.clone()));
+                if let Some((oid, k)) = oldest {
+                    k.notify_one();
+                    t.conns.remove(&oid);
+                }
+            }
+            t.next += 1;
+            let id = t.next;
+            t.conns.insert(
+                id,
+                Conn {
+                    last_active: last_active.clone(),
+                    kill: kill.clone(),
+                },
+            );
+            id
+        };
+        let (handler, table, stop) = (handler.clone(), table.clone(), stop.clone());
+        tokio::spawn(async move {
+            connection(stream, peer, handler, idle, last_active, kill, epoch, stop).await;
+            table
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .conns
+                .remove(&id);
+        });
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    handler: Handler,
+    idle: Duration,
+    last_active: Arc<AtomicU64>,
+    kill: Arc<Notify>,
+    epoch: Instant,
+    mut stop: watch::Receiver<bool>,
+) {
+    let (mut rd, mut wr) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(64);
+    let writer = tokio::spawn(async move {
+        while let Some(msg) = rx.recv().await {
+            let len = (msg.len() as u16).to_be_bytes();
+            if wr.write_all(&len).await.is_err() || wr.write_all(&msg).await.is_err() {
+                break;
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    let responder = TcpResponder { tx: tx.clone() };
+    loop {
+        let mut len = [0u8; 2];
+        let read = async {
+            rd.read_exact(&mut len).await?;
+            let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            rd.read_exact(&mut buf).await?;
+            Ok::<_, std::io::Error>(buf)
+        };
+        let buf = tokio::select! {
+            _ = kill.notified() => break,
+            _ = stop.changed() => break,
+            r = tokio::time::timeout(idle, read) => match r {
+                Ok(Ok(b)) => b,
+                _ => break,
+            },
+        };
+        last_active.store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        if buf.len() < 12 {
+            // Shorter than a header: nothing to answer, and the stream is not DNS.
+            break;
+        }
+        if buf[2] & 0x80 != 0 {
+            // A response sent to us: never answer (reflection).
+            continue;
+        }
+        match Request::from_bytes(buf.clone(), peer, Protocol::Tcp) {
+            Ok(req) => {
+                handler
+                    .handle_request::<_, TokioTime>(&req, responder.clone())
+                    .await;
+            }
+            Err(_) => {
+                let _ = tx.send(formerr(&buf)).await;
+            }
+        }
+    }
+    drop(responder);
+    drop(tx);
+    let _ = writer.await;
+}
+
+/// A bare FORMERR for a message whose header decoded but whose body did not: ID and
+/// opcode copied, QR set, no sections (RFC 1035 4.1.1).
+pub fn formerr(query: &[u8]) -> Vec<u8> {
+    let mut h = vec![0u8; 12];
+    h[0] = query[0];
+    h[1] = query[1];
+    h[2] = 0x80 | (query[2] & 0x78) | (query[2] & 0x01);
+    h[3] = 0x01;
+    h
+}

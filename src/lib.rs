@@ -1,0 +1,27 @@
+//! geode: an authoritative DNS server that answers every query with the nearest healthy
+//! region for the client (GSLB). See README.md for the operator's view and
+//! ../shared/DESIGN.md for the contract.
+//!
+//! ```text
+//!  UDP/TCP ─► dns (hickory-server handler) ─► Snapshot (one ArcSwap load)
+//!                 │                              ├─ model   (config, pure)
+//!                 │                              ├─ zones   (hickory records)
+//!                 │                              └─ geo     (mmdb reader)
+//!                 ├─► geo::locate(client)  client_networks > GeoIP > unknown
+//!                 └─► route::route(model, client, health)   pure, no I/O
+//!  health tasks ─► HealthCell atomics (read lock-free by route)
+//!  reload (SIGHUP, file watch) ─► config::load ─► Snapshot::build ─► swap
+//! ```
+
+pub mod app;
+pub mod config;
+pub mod countries;
+pub mod dns;
+pub mod geo;
+pub mod health;
+pub mod http;
+pub mod metrics;
+pub mod model;
+pub mod reload;
+pub mod route;
+pub mod snapshot;

@@ -1,0 +1,121 @@
+//! `geode` command line: parse, set up logging, hand off to `app`. Exit codes: 0 ok,
+//! 64 bad config, 1 failure to start, 2 usage.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use geode::app;
+use geode::snapshot::ClientSpec;
+
+#[derive(Parser)]
+#[command(
+    name = "geode",
+    version,
+    about = "Authoritative DNS that answers with the nearest healthy region"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve DNS and the admin HTTP endpoints.
+    Serve {
+        /// Config file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// DNS listen address (UDP and TCP); repeat for several. Replaces server.dns_listen.
+        #[arg(long = "dns-listen")]
+        dns_listen: Vec<SocketAddr>,
+        /// Admin HTTP listen address. Replaces server.http_listen.
+        #[arg(long = "http-listen")]
+        http_listen: Option<SocketAddr>,
+    },
+    /// Validate a config file (GeoIP database included); binds nothing.
+    Check {
+        /// Config file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Show why a client gets its answer, without starting a server.
+    Explain {
+        /// Config file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Client address, or ECS subnet as IP/LEN.
+        #[arg(long)]
+        client: ClientSpec,
+        /// Resolver address (used when the ECS subnet is unusable).
+        #[arg(long)]
+        resolver: Option<std::net::IpAddr>,
+        /// The GSLB name.
+        name: String,
+        /// A or AAAA.
+        #[arg(default_value = "A")]
+        qtype: String,
+    },
+}
+
+fn init_logging() {
+    // hickory-server logs every query at INFO; that halves throughput, so it stays at
+    // warn unless RUST_LOG says otherwise.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,hickory_server=warn,hickory_net=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Check { config } => app::check(&config),
+        Command::Explain {
+            config,
+            mut client,
+            resolver,
+            name,
+            qtype,
+        } => {
+            client.resolver = resolver;
+            app::explain(&config, client, &name, &qtype)
+        }
+        Command::Serve {
+            config,
+            dns_listen,
+            http_listen,
+        } => {
+            init_logging();
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("cannot start runtime: {e}");
+                    std::process::exit(app::EXIT_RUNTIME);
+                }
+            };
+            match rt.block_on(app::serve(
+                config,
+                app::Overrides {
+                    dns_listen,
+                    http_listen,
+                },
+            )) {
+                Ok(()) => 0,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    eprintln!("{e}");
+                    e.exit_code()
+                }
+            }
+        }
+    };
+    std::process::exit(code);
+}

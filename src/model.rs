@@ -1,0 +1,812 @@
+//! The validated, immutable configuration: zones, regions, services, endpoints, the
+//! client-location tables, and the types a routing decision is made of.
+//!
+//! Nothing here knows about sockets, DNS wire format, GeoIP files or probes: `config`
+//! builds a [`Model`], `route` reads it, and the I/O layers (`dns`, `geo`, `health`)
+//! adapt it. Identifiers are indexes into the model's vectors so the query path follows
+//! plain indexes instead of hashing names.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+/// Index of a region in [`Model::regions`].
+pub type RegionId = u16;
+/// Index of a service in [`Model::services`].
+pub type ServiceId = u16;
+/// Index of a probe definition in [`Model::checks`].
+pub type CheckId = u16;
+
+/// The most regions one service may list; bounds the stack arrays of the routing path.
+pub const MAX_SERVICE_REGIONS: usize = 64;
+/// The most addresses one GSLB answer may carry (`max_answers` is validated against it).
+pub const MAX_ANSWERS: usize = 16;
+
+/// Everything a running geode serves, as validated from one config file.
+#[derive(Debug)]
+pub struct Model {
+    /// Settings that only take effect at start (`[server]`).
+    pub server: ServerSettings,
+    /// Authoritative zones, most specific origin first.
+    pub zones: Vec<Zone>,
+    /// Named probe definitions (`[checks.*]`), sorted by name.
+    pub checks: Vec<Check>,
+    /// Regions (`[regions.*]`), sorted by name.
+    pub regions: Vec<Region>,
+    /// GSLB names (`[services.*]`), sorted by name.
+    pub services: Vec<Service>,
+    /// Measured RTT rows (`[latency]`).
+    pub latency: KeyedTable<LatencyRow>,
+    /// Operator overrides of GeoIP (`[client_networks]`), longest prefix first.
+    pub client_networks: Vec<ClientNetwork>,
+    /// Every network an operator named (client_networks, cidr latency rows, cidr fence
+    /// keys): the ECS scope of an answer must never cover one of them that the client
+    /// is not in, or a resolver would cache the answer for clients it does not fit.
+    pub operator_networks: Vec<IpNet>,
+}
+
+/// `[server]`: addresses and files fixed for the life of the process (a reload that
+/// changes a listen address is refused by name).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerSettings {
+    /// DNS listen addresses; each serves UDP and TCP.
+    pub dns_listen: Vec<SocketAddr>,
+    /// Admin HTTP listen address.
+    pub http_listen: Option<SocketAddr>,
+    /// GeoIP database path, resolved against the config file's directory.
+    pub geoip_db: Option<std::path::PathBuf>,
+    /// Largest UDP response we send, whatever the client advertises (RFC 6891 6.2.5;
+    /// 1232 avoids IP fragmentation, per DNS Flag Day 2020).
+    pub max_udp_payload: u16,
+    /// Idle timeout of a TCP connection.
+    pub tcp_idle_timeout: Duration,
+    /// Concurrent TCP connections served at most; more are closed at accept.
+    pub tcp_max_connections: usize,
+    /// Number of SO_REUSEPORT UDP sockets per listen address (0 = one per core).
+    pub udp_sockets: usize,
+}
+
+/// A DNS name in presentation form, lower case, with the trailing dot: `www.gslb.example.`.
+pub type DomainName = String;
+
+/// One authoritative zone.
+#[derive(Debug)]
+pub struct Zone {
+    /// Zone origin, lower case, trailing dot.
+    pub origin: DomainName,
+    /// Default TTL of the static records.
+    pub ttl: u32,
+    /// The SOA record data.
+    pub soa: Soa,
+    /// Apex NS targets.
+    pub ns: Vec<DomainName>,
+    /// Static records, names fully qualified and lower case.
+    pub records: Vec<StaticRecord>,
+    /// GSLB services whose names fall in this zone.
+    pub services: Vec<ServiceId>,
+}
+
+impl Zone {
+    /// TTL of negative answers (RFC 2308 section 5: the lesser of the SOA TTL and MINIMUM).
+    pub fn negative_ttl(&self) -> u32 {
+        self.ttl.min(self.soa.minimum)
+    }
+}
+
+/// SOA fields (RFC 1035 3.3.13).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Soa {
+    /// Primary name server.
+    pub mname: DomainName,
+    /// Mailbox of the person responsible, as a domain name.
+    pub rname: DomainName,
+    /// Zone serial.
+    pub serial: u32,
+    /// Secondary refresh interval, seconds.
+    pub refresh: u32,
+    /// Secondary retry interval, seconds.
+    pub retry: u32,
+    /// Secondary expiry, seconds.
+    pub expire: u32,
+    /// Negative-caching TTL bound, seconds.
+    pub minimum: u32,
+}
+
+/// One static resource record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StaticRecord {
+    /// Owner name, fully qualified, lower case.
+    pub name: DomainName,
+    /// TTL in seconds.
+    pub ttl: u32,
+    /// Type and data.
+    pub data: RecordData,
+}
+
+/// Record data for the types geode serves from config.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecordData {
+    /// IPv4 address.
+    A(Ipv4Addr),
+    /// IPv6 address.
+    Aaaa(Ipv6Addr),
+    /// Alias target.
+    Cname(DomainName),
+    /// Character strings, each at most 255 bytes.
+    Txt(Vec<String>),
+    /// Mail exchanger.
+    Mx {
+        /// Preference, lower is preferred.
+        preference: u16,
+        /// Exchange host.
+        exchange: DomainName,
+    },
+    /// Service locator (RFC 2782).
+    Srv {
+        /// Priority.
+        priority: u16,
+        /// Weight.
+        weight: u16,
+        /// Port.
+        port: u16,
+        /// Target host.
+        target: DomainName,
+    },
+    /// Certification authority authorization (RFC 8659).
+    Caa {
+        /// Issuer-critical flag.
+        critical: bool,
+        /// Property tag: issue, issuewild, iodef.
+        tag: String,
+        /// Property value.
+        value: String,
+    },
+    /// Name server (apex only).
+    Ns(DomainName),
+    /// Pointer.
+    Ptr(DomainName),
+}
+
+impl RecordData {
+    /// The record type mnemonic, as written in config.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            RecordData::A(_) => "A",
+            RecordData::Aaaa(_) => "AAAA",
+            RecordData::Cname(_) => "CNAME",
+            RecordData::Txt(_) => "TXT",
+            RecordData::Mx { .. } => "MX",
+            RecordData::Srv { .. } => "SRV",
+            RecordData::Caa { .. } => "CAA",
+            RecordData::Ns(_) => "NS",
+            RecordData::Ptr(_) => "PTR",
+        }
+    }
+}
+
+/// A probe definition (`[checks.NAME]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Check {
+    /// The check's name in config.
+    pub name: String,
+    /// Protocol and protocol options.
+    pub kind: CheckKind,
+    /// Port probed on the endpoint (or on its `probe` address when that has none).
+    pub port: u16,
+    /// Time between probe starts.
+    pub interval: Duration,
+    /// Hard deadline of one probe; always less than `interval`.
+    pub timeout: Duration,
+    /// Consecutive successes to go up.
+    pub rise: u32,
+    /// Consecutive failures to go down.
+    pub fall: u32,
+}
+
+/// What a probe does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckKind {
+    /// TCP connect.
+    Tcp,
+    /// HTTP or HTTPS request.
+    Http(HttpCheck),
+}
+
+/// Options of an HTTP(S) probe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpCheck {
+    /// true for https.
+    pub tls: bool,
+    /// Request path, starting with `/`.
+    pub path: String,
+    /// Host header and TLS SNI; the endpoint address when absent.
+    pub host: Option<String>,
+    /// Acceptable status codes; empty means any 2xx.
+    pub expect_status: Vec<u16>,
+    /// Substring the body must contain (first 64 KiB read).
+    pub expect_body: Option<String>,
+    /// Extra request headers.
+    pub headers: Vec<(String, String)>,
+    /// Verify the server certificate (https).
+    pub tls_verify: bool,
+}
+
+/// One region: a complete copy of the service somewhere.
+#[derive(Debug)]
+pub struct Region {
+    /// Region name.
+    pub name: String,
+    /// Where it is, for distance ranking.
+    pub location: Option<Coordinates>,
+    /// Share of traffic among regions picked together; 0 = standby.
+    pub weight: u32,
+    /// Endpoints that must be up for the region to be up.
+    pub min_healthy: u32,
+    /// Operator drain: never handed out, probes keep running.
+    pub drain: bool,
+    /// The addresses handed out.
+    pub endpoints: Vec<Endpoint>,
+    /// Has at least one IPv4 endpoint.
+    pub has_v4: bool,
+    /// Has at least one IPv6 endpoint.
+    pub has_v6: bool,
+}
+
+/// An address handed out in answers, with how its health is known.
+#[derive(Debug)]
+pub struct Endpoint {
+    /// Address put in A/AAAA answers.
+    pub address: IpAddr,
+    /// Probe definition; `None` means always up.
+    pub check: Option<CheckId>,
+    /// Where the probe connects; `address`:check port when absent.
+    pub probe: Option<SocketAddr>,
+    /// Live probed state, shared with the health table. Replaced by the health table
+    /// when the snapshot is built so unchanged endpoints keep their state across reloads.
+    pub health: Arc<HealthCell>,
+}
+
+impl Endpoint {
+    /// The address and port the probe connects to.
+    pub fn probe_target(&self, check: &Check) -> SocketAddr {
+        self.probe
+            .unwrap_or_else(|| SocketAddr::new(self.address, check.port))
+    }
+}
+
+/// Identity of a probed endpoint across reloads: same address, same probe target and the
+/// same check definition mean the same probe, whose state is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EndpointKey {
+    /// Region the endpoint belongs to (its state is reported per region).
+    pub region: String,
+    /// Address handed out.
+    pub address: IpAddr,
+    /// Probe target.
+    pub target: SocketAddr,
+    /// Canonical text of the check definition.
+    pub check: String,
+}
+
+/// Probed state of one endpoint; written by the health task, read lock-free per query.
+#[derive(Debug, Default)]
+pub struct HealthCell(AtomicU8);
+
+/// Probed state values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probed {
+    /// Not probed yet (a new endpoint is not handed out until its first probe).
+    Unknown,
+    /// Passing.
+    Up,
+    /// Failing.
+    Down,
+}
+
+impl HealthCell {
+    /// A cell in the given state.
+    pub fn new(state: Probed) -> Self {
+        let cell = HealthCell::default();
+        cell.set(state);
+        cell
+    }
+    /// Current state.
+    pub fn get(&self) -> Probed {
+        match self.0.load(Ordering::Relaxed) {
+            1 => Probed::Up,
+            2 => Probed::Down,
+            _ => Probed::Unknown,
+        }
+    }
+    /// Publishes a new state.
+    pub fn set(&self, state: Probed) {
+        let v = match state {
+            Probed::Unknown => 0,
+            Probed::Up => 1,
+            Probed::Down => 2,
+        };
+        self.0.store(v, Ordering::Relaxed);
+    }
+}
+
+/// Latitude and longitude in degrees.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Coordinates {
+    /// Degrees north.
+    pub lat: f64,
+    /// Degrees east.
+    pub lon: f64,
+}
+
+impl Coordinates {
+    /// Great-circle distance in km (haversine, mean Earth radius).
+    pub fn distance_km(&self, other: &Coordinates) -> f64 {
+        let (la1, la2) = (self.lat.to_radians(), other.lat.to_radians());
+        let dlat = la2 - la1;
+        let dlon = (other.lon - self.lon).to_radians();
+        let a = (dlat / 2.0).sin().powi(2) + la1.cos() * la2.cos() * (dlon / 2.0).sin().powi(2);
+        2.0 * 6371.0 * a.sqrt().min(1.0).asin()
+    }
+}
+
+/// Routing policy of a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Latency rows, then distance, then order; weights split ties.
+    Nearest,
+    /// Every up region in proportion to weight.
+    Weighted,
+    /// The first up region in `regions` order.
+    Failover,
+}
+
+/// What to answer when no candidate region is up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllDown {
+    /// Answer as if every candidate were up (fail open).
+    All,
+    /// The first candidate in `regions` order.
+    First,
+    /// NOERROR with no answer.
+    NoData,
+    /// SERVFAIL, so resolvers try elsewhere.
+    ServFail,
+}
+
+/// A GSLB name.
+#[derive(Debug)]
+pub struct Service {
+    /// The name, lower case, trailing dot.
+    pub name: DomainName,
+    /// Index of the zone it lives in.
+    pub zone: usize,
+    /// Candidate regions, in the operator's order (failover order, last-resort order).
+    pub regions: Vec<RegionId>,
+    /// How regions are ranked.
+    pub policy: Policy,
+    /// TTL of answers.
+    pub ttl: u32,
+    /// Addresses per answer.
+    pub max_answers: u8,
+    /// Behaviour when nothing is up.
+    pub when_all_down: AllDown,
+    /// Residency fences: a client matching a key only ever gets these regions.
+    pub fence: KeyedTable<Vec<RegionId>>,
+}
+
+/// Client-group keys as written in config: `cidr:…`, `country:XX`, `continent:XX`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ClientKey {
+    /// A client network.
+    Cidr(IpNet),
+    /// ISO 3166-1 alpha-2 country.
+    Country([u8; 2]),
+    /// Continent code (EU, NA, …).
+    Continent([u8; 2]),
+}
+
+impl std::fmt::Display for ClientKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientKey::Cidr(n) => write!(f, "cidr:{n}"),
+            ClientKey::Country(c) => write!(f, "country:{}", code_str(c)),
+            ClientKey::Continent(c) => write!(f, "continent:{}", code_str(c)),
+        }
+    }
+}
+
+/// A two-letter code as text.
+pub fn code_str(c: &[u8; 2]) -> &str {
+    std::str::from_utf8(c).unwrap_or("??")
+}
+
+/// A table keyed by client group; lookup returns the most specific row that matches
+/// (longest cidr, then country, then continent).
+#[derive(Debug, Clone, Default)]
+pub struct KeyedTable<T> {
+    /// cidr rows, longest prefix first.
+    pub cidr: Vec<(IpNet, T)>,
+    /// Country rows.
+    pub country: HashMap<[u8; 2], T>,
+    /// Continent rows.
+    pub continent: HashMap<[u8; 2], T>,
+}
+
+impl<T> KeyedTable<T> {
+    /// True when the table has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.cidr.is_empty() && self.country.is_empty() && self.continent.is_empty()
+    }
+
+    /// The most specific row matching the client.
+    pub fn lookup(&self, client: &ClientLocation) -> Option<(ClientKey, &T)> {
+        if let Some((net, row)) = self.cidr.iter().find(|(n, _)| n.contains(&client.ip)) {
+            return Some((ClientKey::Cidr(*net), row));
+        }
+        if let Some(c) = client.country {
+            if let Some(row) = self.country.get(&c) {
+                return Some((ClientKey::Country(c), row));
+            }
+        }
+        if let Some(c) = client.continent {
+            if let Some(row) = self.continent.get(&c) {
+                return Some((ClientKey::Continent(c), row));
+            }
+        }
+        None
+    }
+}
+
+/// One `[latency]` row: RTT in ms to the regions it names.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LatencyRow {
+    /// (region, rtt ms).
+    pub rtt: Vec<(RegionId, u32)>,
+}
+
+impl LatencyRow {
+    /// RTT to a region, when the row names it.
+    pub fn get(&self, region: RegionId) -> Option<u32> {
+        self.rtt
+            .iter()
+            .find(|(r, _)| *r == region)
+            .map(|(_, ms)| *ms)
+    }
+}
+
+/// One `[client_networks]` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientNetwork {
+    /// The network.
+    pub net: IpNet,
+    /// Coordinates to use for its clients.
+    pub location: Option<Coordinates>,
+    /// Country to use (also gives a continent and, without `location`, coordinates).
+    pub country: Option<[u8; 2]>,
+    /// Continent to use.
+    pub continent: Option<[u8; 2]>,
+}
+
+/// Where a client's location came from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LocatedBy {
+    /// An operator `[client_networks]` entry.
+    ClientNetwork(IpNet),
+    /// The GeoIP database; the network is the database record's network.
+    GeoIp(IpNet),
+    /// Nothing knows this client (the network, when GeoIP had none, is where it looked).
+    Unknown(Option<IpNet>),
+}
+
+/// Which address identified the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientSource {
+    /// The EDNS Client Subnet option (address masked to the source prefix).
+    Ecs {
+        /// SOURCE PREFIX-LENGTH.
+        source_prefix: u8,
+    },
+    /// The packet's source address (the resolver, or the client itself).
+    Resolver,
+}
+
+/// A located client: input to [`crate::route::route`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClientLocation {
+    /// The address looked up (ECS address masked to its prefix, or the source address;
+    /// IPv4-mapped IPv6 already turned into IPv4).
+    pub ip: IpAddr,
+    /// Where `ip` came from.
+    pub source: ClientSource,
+    /// What located it.
+    pub by: LocatedBy,
+    /// Coordinates, when known.
+    pub coords: Option<Coordinates>,
+    /// Country code, when known.
+    pub country: Option<[u8; 2]>,
+    /// Continent code, when known.
+    pub continent: Option<[u8; 2]>,
+    /// Prefix length for which this location holds (the deciding network, narrowed so it
+    /// covers no operator network the client is not in).
+    pub scope: u8,
+}
+
+impl ClientLocation {
+    /// A client nothing is known about.
+    pub fn unknown(ip: IpAddr, source: ClientSource) -> Self {
+        ClientLocation {
+            ip,
+            source,
+            by: LocatedBy::Unknown(None),
+            coords: None,
+            country: None,
+            continent: None,
+            scope: 0,
+        }
+    }
+
+    /// The client subnet weighted choices hash on, so one resolver (or one ECS subnet)
+    /// keeps getting the same answer: /24 for IPv4, /56 for IPv6, or the ECS source
+    /// prefix when that is shorter.
+    pub fn affinity_prefix(&self) -> u8 {
+        let cap = if self.ip.is_ipv4() { 24 } else { 56 };
+        match self.source {
+            ClientSource::Ecs { source_prefix } => source_prefix.min(cap),
+            ClientSource::Resolver => cap,
+        }
+    }
+}
+
+/// Address family an answer is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// A records.
+    V4,
+    /// AAAA records.
+    V6,
+}
+
+/// What an answer for a GSLB name is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Addresses.
+    Answer,
+    /// The name exists but has nothing to give for this family or client.
+    NoData,
+    /// SERVFAIL (`when_all_down = "servfail"`).
+    ServFail,
+}
+
+/// Up to [`MAX_ANSWERS`] addresses without a heap allocation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AddrList {
+    addrs: [IpAddr; MAX_ANSWERS],
+    len: u8,
+}
+
+impl Default for AddrList {
+    fn default() -> Self {
+        AddrList {
+            addrs: [IpAddr::V4(Ipv4Addr::UNSPECIFIED); MAX_ANSWERS],
+            len: 0,
+        }
+    }
+}
+
+impl AddrList {
+    /// Appends; returns false when full.
+    pub fn push(&mut self, a: IpAddr) -> bool {
+        if usize::from(self.len) == MAX_ANSWERS {
+            return false;
+        }
+        self.addrs[usize::from(self.len)] = a;
+        self.len += 1;
+        true
+    }
+    /// The addresses.
+    pub fn as_slice(&self) -> &[IpAddr] {
+        &self.addrs[..usize::from(self.len)]
+    }
+    /// Number of addresses.
+    pub fn len(&self) -> usize {
+        usize::from(self.len)
+    }
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// The result of routing one query for a GSLB name.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Decision {
+    /// Answer, NODATA or SERVFAIL.
+    pub outcome: Outcome,
+    /// The region the addresses come from.
+    pub region: Option<RegionId>,
+    /// The addresses.
+    pub addrs: AddrList,
+    /// TTL of the answer records.
+    pub ttl: u32,
+    /// ECS SCOPE PREFIX-LENGTH: how much of the client address the answer depended on.
+    pub scope: u8,
+}
+
+impl Model {
+    /// Region by name.
+    pub fn region_id(&self, name: &str) -> Option<RegionId> {
+        self.regions
+            .binary_search_by(|r| r.name.as_str().cmp(name))
+            .ok()
+            .map(|i| i as RegionId)
+    }
+
+    /// Service by name (lower case, trailing dot).
+    pub fn service_id(&self, name: &str) -> Option<ServiceId> {
+        self.services
+            .binary_search_by(|s| s.name.as_str().cmp(name))
+            .ok()
+            .map(|i| i as ServiceId)
+    }
+
+    /// Every probed endpoint with its identity, for the health table.
+    pub fn probed_endpoints(
+        &self,
+    ) -> impl Iterator<Item = (EndpointKey, &Region, &Endpoint, &Check)> {
+        self.regions.iter().flat_map(move |region| {
+            region.endpoints.iter().filter_map(move |ep| {
+                let check = &self.checks[usize::from(ep.check?)];
+                Some((
+                    EndpointKey {
+                        region: region.name.clone(),
+                        address: ep.address,
+                        target: ep.probe_target(check),
+                        check: format!("{check:?}"),
+                    },
+                    region,
+                    ep,
+                    check,
+                ))
+            })
+        })
+    }
+}
+
+/// The shortest prefix around `ip` that covers no operator network the client is not in
+/// and lies inside every operator network it is in. A resolver caches an answer for the
+/// whole ECS scope block, so a block that straddled an operator network would hand this
+/// client's answer to clients the operator routes differently.
+pub fn scope_floor(ip: IpAddr, nets: &[IpNet]) -> u8 {
+    let mut floor = 0u8;
+    for n in nets {
+        let p = match (ip, n) {
+            (IpAddr::V4(a), IpNet::V4(n4)) => {
+                if n4.contains(&a) {
+                    n4.prefix_len()
+                } else {
+                    let common = (u32::from(a) ^ u32::from(n4.network())).leading_zeros() as u8;
+                    common.min(n4.prefix_len()) + 1
+                }
+            }
+            (IpAddr::V6(a), IpNet::V6(n6)) => {
+                if n6.contains(&a) {
+                    n6.prefix_len()
+                } else {
+                    let common = (u128::from(a) ^ u128::from(n6.network())).leading_zeros() as u8;
+                    common.min(n6.prefix_len()) + 1
+                }
+            }
+            _ => 0,
+        };
+        floor = floor.max(p);
+    }
+    floor
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_floor_excludes_operator_networks_the_client_is_not_in() {
+        let nets: Vec<IpNet> = vec![
+            "10.20.0.0/16".parse().unwrap(),
+            "2001:db8:1::/48".parse().unwrap(),
+        ];
+        // Inside the /16: at least /16.
+        assert_eq!(scope_floor("10.20.3.4".parse().unwrap(), &nets), 16);
+        // 10.21.x shares 15 bits with 10.20/16: a /16 block around it excludes 10.20/16.
+        assert_eq!(scope_floor("10.21.0.1".parse().unwrap(), &nets), 16);
+        // 10.128.x differs at bit 9: a /9 already excludes it.
+        assert_eq!(scope_floor("10.128.0.1".parse().unwrap(), &nets), 9);
+        // Other family: no constraint.
+        assert_eq!(scope_floor("192.0.2.1".parse().unwrap(), &nets[1..]), 0);
+        assert_eq!(scope_floor("2001:db8:2::1".parse().unwrap(), &nets), 47);
+        assert_eq!(scope_floor("10.0.0.1".parse().unwrap(), &[]), 0);
+    }
+
+    #[test]
+    fn distance_dublin_to_virginia_is_about_5500_km() {
+        let dublin = Coordinates {
+            lat: 53.35,
+            lon: -6.26,
+        };
+        let ashburn = Coordinates {
+            lat: 39.04,
+            lon: -77.49,
+        };
+        let d = dublin.distance_km(&ashburn);
+        assert!((5400.0..5600.0).contains(&d), "{d}");
+        assert_eq!(dublin.distance_km(&dublin), 0.0);
+    }
+
+    #[test]
+    fn antipodes_do_not_produce_nan() {
+        let a = Coordinates { lat: 0.0, lon: 0.0 };
+        let b = Coordinates {
+            lat: 0.0,
+            lon: 180.0,
+        };
+        let d = a.distance_km(&b);
+        assert!((20000.0..20040.0).contains(&d), "{d}");
+    }
+
+    #[test]
+    fn rfc2308_negative_ttl_is_min_of_soa_ttl_and_minimum() {
+        let soa = Soa {
+            mname: "ns1.".into(),
+            rname: "h.".into(),
+            serial: 1,
+            refresh: 1,
+            retry: 1,
+            expire: 1,
+            minimum: 60,
+        };
+        let mut z = Zone {
+            origin: "x.".into(),
+            ttl: 3600,
+            soa: soa.clone(),
+            ns: vec![],
+            records: vec![],
+            services: vec![],
+        };
+        assert_eq!(z.negative_ttl(), 60);
+        z.ttl = 30;
+        assert_eq!(z.negative_ttl(), 30);
+    }
+
+    #[test]
+    fn addr_list_caps_at_max_answers() {
+        let mut l = AddrList::default();
+        for i in 0..MAX_ANSWERS {
+            assert!(l.push(IpAddr::V4(Ipv4Addr::new(192, 0, 2, i as u8))));
+        }
+        assert!(!l.push(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        assert_eq!(l.len(), MAX_ANSWERS);
+    }
+
+    #[test]
+    fn keyed_table_prefers_cidr_then_country_then_continent() {
+        let mut t = KeyedTable::<u32>::default();
+        t.continent.insert(*b"EU", 1);
+        t.country.insert(*b"DE", 2);
+        t.cidr.push(("198.18.0.0/15".parse().unwrap(), 3));
+        let mut c = ClientLocation::unknown("198.18.1.1".parse().unwrap(), ClientSource::Resolver);
+        c.country = Some(*b"DE");
+        c.continent = Some(*b"EU");
+        assert_eq!(t.lookup(&c).map(|(_, v)| *v), Some(3));
+        c.ip = "192.0.2.1".parse().unwrap();
+        assert_eq!(t.lookup(&c).map(|(_, v)| *v), Some(2));
+        c.country = Some(*b"FR");
+        assert_eq!(
+            t.lookup(&c).map(|(k, v)| (k.to_string(), *v)),
+            Some(("continent:EU".into(), 1))
+        );
+        c.continent = None;
+        assert!(t.lookup(&c).is_none());
+    }
+}

@@ -1,0 +1,213 @@
+//! Reload: SIGHUP and changes of the config file (or of the GeoIP database it names)
+//! run one pipeline: read -> validate -> open GeoIP if it changed -> attach health ->
+//! first probe of new endpoints -> build snapshot -> swap. A failure at any step is
+//! logged with file:line:key, counted, and the running snapshot keeps serving.
+//!
+//! Directories are watched, not files: editors, Kubernetes ConfigMaps (symlink swap of
+//! `..data`) and geoipupdate all replace files by rename, which orphans a file watch.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{error, info, warn};
+
+use crate::app::{App, load, unix_now};
+use crate::config::{Problem, start_only_changes};
+use crate::snapshot::Snapshot;
+
+/// Quiet time after the last file event before reloading: editors write in bursts.
+const DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// Why a reload was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The file or GeoIP database is invalid.
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    /// The file changes start-only keys.
+    #[error("{file}: {keys} changed; restart geode to apply (reload refused, nothing applied)")]
+    StartOnly {
+        /// The config file.
+        file: PathBuf,
+        /// The keys.
+        keys: String,
+    },
+}
+
+/// Runs the pipeline once. Returns the new config hash.
+pub async fn reload(app: &App) -> Result<String, ReloadError> {
+    let _guard = app.reload_lock.lock().await;
+    let current = app.shared.load_full();
+    let result = {
+        let path = app.config_path.clone();
+        let prev_geo = current.geo.clone();
+        // Opening and verifying a 60 MB GeoIP database takes real time: keep it off the
+        // runtime's worker threads.
+        tokio::task::spawn_blocking(move || load(&path, prev_geo.as_ref()))
+            .await
+            .unwrap_or_else(|e| {
+                Err(crate::config::ConfigError {
+                    problems: vec![Problem {
+                        file: app.config_path.clone(),
+                        line: 0,
+                        key: String::new(),
+                        message: format!("reload task failed: {e}"),
+                    }],
+                })
+            })
+    };
+    let (mut loaded, geo) = match result {
+        Ok(x) => x,
+        Err(e) => {
+            app.metrics.reload_failure.inc();
+            return Err(e.into());
+        }
+    };
+    app.overrides.apply(&mut loaded);
+    let changed = start_only_changes(&current.model.server, &loaded.model.server);
+    if !changed.is_empty() {
+        app.metrics.reload_failure.inc();
+        return Err(ReloadError::StartOnly {
+            file: app.config_path.clone(),
+            keys: changed.join(", "),
+        });
+    }
+    let first_round = app.health.sync(&mut loaded.model);
+    first_round.wait().await;
+    let hash = loaded.source.hash.clone();
+    let snap = Snapshot::build(loaded, geo, &app.metrics);
+    app.shared.store(Arc::new(snap));
+    app.metrics.reload_success.inc();
+    app.metrics.last_reload.set(unix_now() as i64);
+    Ok(hash)
+}
+
+async fn reload_and_log(app: &App, why: &str) {
+    match reload(app).await {
+        Ok(hash) => info!(trigger = why, hash = %hash, "config reloaded"),
+        Err(e) => {
+            for line in e.to_string().lines() {
+                error!(
+                    trigger = why,
+                    "reload rejected, keeping the running config: {line}"
+                );
+            }
+        }
+    }
+}
+
+fn watch_dirs(app: &App) -> Vec<(PathBuf, Vec<std::ffi::OsString>)> {
+    let snap = app.shared.load();
+    let mut files: Vec<PathBuf> = vec![app.config_path.clone()];
+    if let Some(p) = &snap.model.server.geoip_db {
+        files.push(p.clone());
+    }
+    let mut dirs: Vec<(PathBuf, Vec<std::ffi::OsString>)> = Vec::new();
+    for f in files {
+        let dir = f
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        let name = f.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        match dirs.iter_mut().find(|(d, _)| *d == dir) {
+            Some((_, names)) => names.push(name),
+            None => dirs.push((dir, vec![name])),
+        }
+    }
+    dirs
+}
+
+/// Starts the SIGHUP listener and the file watcher.
+pub fn spawn(app: App) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+        let mut watched: Vec<(PathBuf, Vec<std::ffi::OsString>)> = Vec::new();
+        let mut watcher = {
+            let tx = tx.clone();
+            let interesting = Arc::new(std::sync::Mutex::new(Vec::<(
+                PathBuf,
+                Vec<std::ffi::OsString>,
+            )>::new()));
+            let filter = interesting.clone();
+            let w = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+                let Ok(ev) = ev else { return };
+                if matches!(ev.kind, notify::EventKind::Access(_)) {
+                    return;
+                }
+                let dirs = filter.lock().unwrap_or_else(|p| p.into_inner());
+                // A ConfigMap swap renames `..data`, not our file: any change in a
+                // watched directory of a name we care about, or of a `..` entry, counts.
+                let hit = ev.paths.iter().any(|p| {
+                    let name = p.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+                    name.to_string_lossy().starts_with("..")
+                        || dirs.iter().any(|(_, names)| names.contains(&name))
+                });
+                if hit {
+                    let _ = tx.send(());
+                }
+            });
+            match w {
+                Ok(w) => Some((w, interesting)),
+                Err(e) => {
+                    warn!(error = %e, "file watching unavailable; reload with SIGHUP");
+                    None
+                }
+            }
+        };
+        let mut rewatch = |watcher: &mut Option<(
+            notify::RecommendedWatcher,
+            Arc<std::sync::Mutex<Vec<(PathBuf, Vec<std::ffi::OsString>)>>>,
+        )>,
+                           app: &App| {
+            let Some((w, interesting)) = watcher.as_mut() else {
+                return;
+            };
+            let want = watch_dirs(app);
+            for (d, _) in &watched {
+                if !want.iter().any(|(wd, _)| wd == d) {
+                    let _ = w.unwatch(d);
+                }
+            }
+            for (d, _) in &want {
+                if !watched.iter().any(|(wd, _)| wd == d) {
+                    if let Err(e) = w.watch(d, RecursiveMode::NonRecursive) {
+                        warn!(dir = %d.display(), error = %e, "cannot watch directory; reload with SIGHUP");
+                    }
+                }
+            }
+            *interesting.lock().unwrap_or_else(|p| p.into_inner()) = want.clone();
+            watched = want;
+        };
+        rewatch(&mut watcher, &app);
+
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                warn!(error = %e, "cannot listen for SIGHUP");
+                None
+            }
+        };
+        loop {
+            let why = tokio::select! {
+                Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => "SIGHUP",
+                Some(()) = rx.recv() => {
+                    // Debounce: wait until the burst is over.
+                    loop {
+                        match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
+                            Ok(Some(())) => continue,
+                            _ => break,
+                        }
+                    }
+                    "file change"
+                }
+            };
+            reload_and_log(&app, why).await;
+            rewatch(&mut watcher, &app);
+        }
+    })
+}

@@ -1,0 +1,675 @@
+//! Pure routing: (model, service, family, located client, health view) -> [`Decision`].
+//!
+//! ```text
+//!   service.regions ──► candidates ──► health ──► rank ──────────► pick ──► addresses
+//!                       - drained      min_healthy  nearest:          weights split the
+//!                       - fenced out   when_all_down  latency row     tie set, hashed on
+//!                       - no endpoint                 > distance      the client subnet
+//!                         of the family               > order         (stable per resolver)
+//!                                                   failover: order
+//!                                                   weighted: all up
+//! ```
+//!
+//! Implements the routing semantics of DESIGN.md ("Request path and routing semantics")
+//! and the SCOPE PREFIX-LENGTH rules of RFC 7871 section 7.2.1: the scope returned is
+//! the prefix the answer really depended on, 0 when it did not depend on the client.
+//!
+//! Nothing here does I/O, locks or allocates: candidates live in a stack array bounded by
+//! [`MAX_SERVICE_REGIONS`]. [`explain`] runs the same decision and turns the working
+//! state into a human/JSON trace; only it allocates.
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::model::{
+    AddrList, AllDown, ClientLocation, ClientSource, Decision, Endpoint, Family, LocatedBy,
+    MAX_SERVICE_REGIONS, Model, Outcome, Policy, Probed, Region, RegionId, ServiceId, code_str,
+};
+
+/// Tells the router whether an endpoint is up.
+pub trait HealthView {
+    /// True when the endpoint passes its probes (or has none).
+    fn endpoint_up(&self, ep: &Endpoint) -> bool;
+}
+
+/// The production view: the probed state published by the health tasks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LiveHealth;
+
+impl HealthView for LiveHealth {
+    #[inline]
+    fn endpoint_up(&self, ep: &Endpoint) -> bool {
+        ep.check.is_none() || ep.health.get() == Probed::Up
+    }
+}
+
+/// Why a region is or is not considered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Drained,
+    Fenced,
+    NoFamily,
+    Down { up: u32, total: u32 },
+    Up,
+}
+
+/// What placed a region in the ranking.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Metric {
+    Latency(u32),
+    Distance(f64),
+    Order,
+}
+
+impl Metric {
+    fn group(&self) -> u8 {
+        match self {
+            Metric::Latency(_) => 0,
+            Metric::Distance(_) => 1,
+            Metric::Order => 2,
+        }
+    }
+    fn value(&self) -> f64 {
+        match self {
+            Metric::Latency(ms) => f64::from(*ms),
+            Metric::Distance(km) => *km,
+            Metric::Order => 0.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Cand {
+    region: RegionId,
+    order: u8,
+    status: Status,
+    metric: Metric,
+    live: bool,
+    tie: bool,
+    picked: bool,
+}
+
+/// A tiny fixed-capacity vector so the decision never touches the heap.
+struct Stack<T: Copy, const N: usize> {
+    items: [Option<T>; N],
+    len: usize,
+}
+
+impl<T: Copy, const N: usize> Stack<T, N> {
+    fn new() -> Self {
+        Stack {
+            items: [None; N],
+            len: 0,
+        }
+    }
+    fn push(&mut self, t: T) {
+        if self.len < N {
+            self.items[self.len] = Some(t);
+            self.len += 1;
+        }
+    }
+    fn iter(&self) -> impl Iterator<Item = &T> {
+        self.items[..self.len].iter().flatten()
+    }
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        self.items[..self.len].iter_mut().flatten()
+    }
+    fn slice_mut(&mut self) -> &mut [Option<T>] {
+        &mut self.items[..self.len]
+    }
+}
+
+/// The working state of one decision, kept so [`explain`] can show it.
+struct Work {
+    cands: Stack<Cand, MAX_SERVICE_REGIONS>,
+    fence: Option<crate::model::ClientKey>,
+    latency_row: Option<crate::model::ClientKey>,
+    all_down: Option<AllDown>,
+    depends_on_location: bool,
+    depends_on_hash: bool,
+    decision: Decision,
+}
+
+/// Routes one query for a service. See the module docs for the rules.
+#[inline]
+pub fn route(
+    model: &Model,
+    service: ServiceId,
+    family: Family,
+    client: &ClientLocation,
+    health: &impl HealthView,
+) -> Decision {
+    decide(model, service, family, client, health).decision
+}
+
+fn family_matches(ep: &Endpoint, family: Family) -> bool {
+    match family {
+        Family::V4 => ep.address.is_ipv4(),
+        Family::V6 => ep.address.is_ipv6(),
+    }
+}
+
+fn region_has(region: &Region, family: Family) -> bool {
+    match family {
+        Family::V4 => region.has_v4,
+        Family::V6 => region.has_v6,
+    }
+}
+
+/// SplitMix64 finaliser: a fixed, well-mixed hash, so every geode instance (and every
+/// restart) sends a given client subnet to the same place.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Hash of the client's affinity subnet, salted with the service.
+fn affinity_hash(client: &ClientLocation, service: ServiceId) -> u64 {
+    let prefix = u32::from(client.affinity_prefix());
+    let bits: u128 = match client.ip {
+        IpAddr::V4(a) => {
+            let v = u128::from(u32::from(a));
+            let mask = if prefix == 0 {
+                0
+            } else {
+                (u32::MAX << (32 - prefix.min(32))) as u128
+            };
+            (v & mask) | (1u128 << 100)
+        }
+        IpAddr::V6(a) => {
+            let v = u128::from(a);
+            let mask = if prefix == 0 {
+                0
+            } else {
+                u128::MAX << (128 - prefix.min(128))
+            };
+            v & mask
+        }
+    };
+    let h = mix((bits as u64) ^ mix((bits >> 64) as u64));
+    mix(h ^ u64::from(service).wrapping_mul(0x2545_f491_4f6c_dd1d) ^ u64::from(prefix))
+}
+
+/// Weighted choice over the candidates selected by `pool`: weight 0 counts as 1 when
+/// every member has weight 0 (standby regions share evenly among themselves).
+fn weighted_pick(
+    model: &Model,
+    cands: &Stack<Cand, MAX_SERVICE_REGIONS>,
+    pool: impl Fn(&Cand) -> bool,
+    hash: u64,
+) -> Option<RegionId> {
+    let weight = |c: &Cand| model.regions[usize::from(c.region)].weight;
+    let any_weight = cands.iter().filter(|c| pool(c)).any(|c| weight(c) > 0);
+    let w = |c: &Cand| if any_weight { u64::from(weight(c)) } else { 1 };
+    let total: u64 = cands.iter().filter(|c| pool(c)).map(w).sum();
+    if total == 0 {
+        return None;
+    }
+    let mut r = hash % total;
+    for c in cands.iter().filter(|c| pool(c)) {
+        let cw = w(c);
+        if r < cw {
+            return Some(c.region);
+        }
+        r -= cw;
+    }
+    None
+}
+
+fn decide(
+    model: &Model,
+    service: ServiceId,
+    family: Family,
+    client: &ClientLocation,
+    health: &impl HealthView,
+) -> Work {
+    let svc = &model.services[usize::from(service)];
+    let fence = svc.fence.lookup(client);
+    let mut w = Work {
+        cands: Stack::new(),
+        fence: fence.as_ref().map(|(k, _)| k.clone()),
+        latency_row: None,
+        all_down: None,
+        depends_on_location: !svc.fence.is_empty(),
+        depends_on_hash: false,
+        decision: Decision {
+            outcome: Outcome::NoData,
+            region: None,
+            addrs: AddrList::default(),
+            ttl: svc.ttl,
+            scope: 0,
+        },
+    };
+
+    // 1. Candidates and 2. health.
+    for (order, &rid) in svc.regions.iter().enumerate() {
+        let region = &model.regions[usize::from(rid)];
+        let status = if region.drain {
+            Status::Drained
+        } else if fence
+            .as_ref()
+            .is_some_and(|(_, allowed)| !allowed.contains(&rid))
+        {
+            Status::Fenced
+        } else if !region_has(region, family) {
+            Status::NoFamily
+        } else {
+            let (mut up, mut up_family) = (0u32, 0u32);
+            for ep in &region.endpoints {
+                if health.endpoint_up(ep) {
+                    up += 1;
+                    up_family += u32::from(family_matches(ep, family));
+                }
+            }
+            if up >= region.min_healthy && up_family > 0 {
+                Status::Up
+            } else {
+                Status::Down {
+                    up,
+                    total: region.endpoints.len() as u32,
+                }
+            }
+        };
+        w.cands.push(Cand {
+            region: rid,
+            order: order as u8,
+            status,
+            metric: Metric::Order,
+            live: status == Status::Up,
+            tie: false,
+            picked: false,
+        });
+    }
+
+    let eligible = |c: &Cand| matches!(c.status, Status::Up | Status::Down { .. });
+    let mut fail_open = false;
+    if !w.cands.iter().any(|c| c.live) {
+        if !w.cands.iter().any(eligible) {
+            // Nothing of this family inside the fence: the name exists, so NODATA.
+            w.decision.scope = if w.depends_on_location {
+                client.scope
+            } else {
+                0
+            };
+            return w;
+        }
+        w.all_down = Some(svc.when_all_down);
+        match svc.when_all_down {
+            AllDown::All => {
+                fail_open = true;
+                w.cands
+                    .iter_mut()
+                    .filter(|c| eligible(c))
+                    .for_each(|c| c.live = true);
+            }
+            AllDown::First => {
+                fail_open = true;
+                if let Some(c) = w.cands.iter_mut().find(|c| eligible(c)) {
+                    c.live = true;
+                }
+            }
+            AllDown::NoData | AllDown::ServFail => {
+                w.decision.outcome = if svc.when_all_down == AllDown::ServFail {
+                    Outcome::ServFail
+                } else {
+                    Outcome::NoData
+                };
+                w.decision.scope = if w.depends_on_location {
+                    client.scope
+                } else {
+                    0
+                };
+                return w;
+            }
+        }
+    }
+
+    // Standby: weight-0 regions only serve when no weighted region is live.
+    let weight_of = |c: &Cand| model.regions[usize::from(c.region)].weight;
+    if w.cands.iter().any(|c| c.live && weight_of(c) > 0) {
+        w.cands
+            .iter_mut()
+            .filter(|c| weight_of(c) == 0)
+            .for_each(|c| c.live = false);
+    }
+
+    let hash = affinity_hash(client, service);
+    let live_count = w.cands.iter().filter(|c| c.live).count();
+
+    // 3. Rank and 4. pick.
+    let picked = match svc.policy {
+        Policy::Failover => {
+            let c = w.cands.iter_mut().find(|c| c.live);
+            c.map(|c| {
+                c.tie = true;
+                c.region
+            })
+        }
+        Policy::Weighted => {
+            w.cands
+                .iter_mut()
+                .filter(|c| c.live)
+                .for_each(|c| c.tie = true);
+            w.depends_on_hash = live_count > 1;
+            weighted_pick(model, &w.cands, |c| c.tie, hash)
+        }
+        Policy::Nearest => {
+            let row = model.latency.lookup(client);
+            w.latency_row = row.as_ref().map(|(k, _)| k.clone());
+            w.depends_on_location |= live_count > 1;
+            for c in w.cands.iter_mut() {
+                let region = &model.regions[usize::from(c.region)];
+                c.metric = match (
+                    row.as_ref().and_then(|(_, r)| r.get(c.region)),
+                    client.coords,
+                    region.location,
+                ) {
+                    (Some(ms), _, _) => Metric::Latency(ms),
+                    (None, Some(from), Some(to)) => Metric::Distance(from.distance_km(&to)),
+                    _ => Metric::Order,
+                };
+            }
+            w.cands.slice_mut().sort_unstable_by(|a, b| {
+                let (a, b) = (a.as_ref().expect("dense"), b.as_ref().expect("dense"));
+                (!a.live, a.metric.group())
+                    .cmp(&(!b.live, b.metric.group()))
+                    .then(a.metric.value().total_cmp(&b.metric.value()))
+                    .then(a.order.cmp(&b.order))
+            });
+            let best = w.cands.iter().find(|c| c.live).map(|c| c.metric);
+            if let Some(best) = best {
+                let limit = best.value() * 1.1;
+                for c in w.cands.iter_mut().filter(|c| c.live) {
+                    c.tie = match (best, c.metric) {
+                        (Metric::Order, _) => false,
+                        (b, m) => m.group() == b.group() && m.value() <= limit,
+                    };
+                }
+                if matches!(best, Metric::Order) {
+                    if let Some(c) = w.cands.iter_mut().find(|c| c.live) {
+                        c.tie = true;
+                    }
+                }
+            }
+            let ties = w.cands.iter().filter(|c| c.tie).count();
+            w.depends_on_hash = ties > 1;
+            weighted_pick(model, &w.cands, |c| c.tie, hash)
+        }
+    };
+
+    let Some(rid) = picked else {
+        return w;
+    };
+    if let Some(c) = w.cands.iter_mut().find(|c| c.region == rid) {
+        c.picked = true;
+    }
+
+    // Addresses: the picked region's endpoints of the family, healthy ones unless failing
+    // open. When there are more than max_answers, the start rotates with the client hash so
+    // endpoints share the load; the answer then depends on the client subnet too.
+    let region = &model.regions[usize::from(rid)];
+    let max = usize::from(svc.max_answers);
+    let usable =
+        |ep: &Endpoint| family_matches(ep, family) && (fail_open || health.endpoint_up(ep));
+    let n = region.endpoints.iter().filter(|ep| usable(ep)).count();
+    let skip = if n > max {
+        w.depends_on_hash = true;
+        (hash >> 32) as usize % n
+    } else {
+        0
+    };
+    for ep in region
+        .endpoints
+        .iter()
+        .filter(|ep| usable(ep))
+        .cycle()
+        .skip(skip)
+        .take(n.min(max))
+    {
+        w.decision.addrs.push(ep.address);
+    }
+    w.decision.region = Some(rid);
+    w.decision.outcome = if w.decision.addrs.is_empty() {
+        Outcome::NoData
+    } else {
+        Outcome::Answer
+    };
+
+    let mut scope = if w.depends_on_location {
+        client.scope
+    } else {
+        0
+    };
+    if w.depends_on_hash {
+        scope = scope.max(client.affinity_prefix());
+    }
+    w.decision.scope = scope;
+    w
+}
+
+/// One region's line in an explanation.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CandidateTrace {
+    /// Region name.
+    pub region: String,
+    /// "up", "down (1/3 endpoints up, min_healthy 2)", "drained", "fenced out",
+    /// "no IPv6 endpoints".
+    pub status: String,
+    /// Why it ranks where it does: "latency continent:EU 18 ms", "distance 1234 km",
+    /// "regions order 2".
+    pub rank_reason: String,
+    /// Configured weight.
+    pub weight: u32,
+    /// Considered for the answer (up, or failing open).
+    pub considered: bool,
+    /// In the set the weights split between.
+    pub tie: bool,
+    /// The region answered with.
+    pub picked: bool,
+}
+
+/// Why a client got its answer; printed by `geode explain`, served by `/explain`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Explanation {
+    /// Service name.
+    pub service: String,
+    /// nearest, weighted or failover.
+    pub policy: String,
+    /// A or AAAA.
+    pub qtype: String,
+    /// Address used to locate the client.
+    pub client: IpAddr,
+    /// "ecs /24" or "source address".
+    pub client_source: String,
+    /// "client_networks 10.20.0.0/16", "geoip 81.2.69.0/24", "unknown".
+    pub located_by: String,
+    /// Country, when known.
+    pub country: Option<String>,
+    /// Continent, when known.
+    pub continent: Option<String>,
+    /// Coordinates, when known.
+    pub coordinates: Option<(f64, f64)>,
+    /// The fence rule that applied.
+    pub fence: Option<String>,
+    /// The latency row that applied.
+    pub latency_row: Option<String>,
+    /// when_all_down, when it applied.
+    pub when_all_down: Option<String>,
+    /// Regions in rank order.
+    pub candidates: Vec<CandidateTrace>,
+    /// ANSWER, NODATA or SERVFAIL.
+    pub outcome: String,
+    /// The region answered with.
+    pub region: Option<String>,
+    /// The addresses.
+    pub answer: Vec<IpAddr>,
+    /// TTL of the answer.
+    pub ttl: u32,
+    /// ECS scope prefix length returned.
+    pub scope: u8,
+}
+
+/// Runs the same decision as [`route`] and describes it.
+pub fn explain(
+    model: &Model,
+    service: ServiceId,
+    family: Family,
+    client: &ClientLocation,
+    health: &impl HealthView,
+) -> Explanation {
+    let w = decide(model, service, family, client, health);
+    let svc = &model.services[usize::from(service)];
+    let fam = if family == Family::V4 { "IPv4" } else { "IPv6" };
+    let row = w
+        .latency_row
+        .as_ref()
+        .map(|k| k.to_string())
+        .unwrap_or_default();
+    let candidates = w
+        .cands
+        .iter()
+        .map(|c| {
+            let region = &model.regions[usize::from(c.region)];
+            CandidateTrace {
+                region: region.name.clone(),
+                status: match c.status {
+                    Status::Up => "up".into(),
+                    Status::Down { up, total } => {
+                        format!(
+                            "down ({up}/{total} endpoints up, min_healthy {})",
+                            region.min_healthy
+                        )
+                    }
+                    Status::Drained => "drained".into(),
+                    Status::Fenced => "fenced out".into(),
+                    Status::NoFamily => format!("no {fam} endpoints"),
+                },
+                rank_reason: match c.metric {
+                    Metric::Latency(ms) => format!("latency {row} {ms} ms"),
+                    Metric::Distance(km) => format!("distance {km:.0} km"),
+                    Metric::Order => format!("regions order {}", c.order + 1),
+                },
+                weight: region.weight,
+                considered: c.live,
+                tie: c.tie,
+                picked: c.picked,
+            }
+        })
+        .collect();
+    Explanation {
+        service: svc.name.clone(),
+        policy: format!("{:?}", svc.policy).to_lowercase(),
+        qtype: if family == Family::V4 { "A" } else { "AAAA" }.into(),
+        client: client.ip,
+        client_source: match client.source {
+            ClientSource::Ecs { source_prefix } => format!("ecs /{source_prefix}"),
+            ClientSource::Resolver => "source address".into(),
+        },
+        located_by: match client.by {
+            LocatedBy::ClientNetwork(n) => format!("client_networks {n}"),
+            LocatedBy::GeoIp(n) => format!("geoip {n}"),
+            LocatedBy::Unknown(Some(n)) => format!("unknown (geoip {n} has no data)"),
+            LocatedBy::Unknown(None) => "unknown".into(),
+        },
+        country: client.country.as_ref().map(|c| code_str(c).to_string()),
+        continent: client.continent.as_ref().map(|c| code_str(c).to_string()),
+        coordinates: client.coords.map(|c| (c.lat, c.lon)),
+        fence: w.fence.as_ref().map(|k| {
+            let allowed = svc
+                .fence
+                .lookup(client)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            let names: Vec<&str> = allowed
+                .iter()
+                .map(|r| model.regions[usize::from(*r)].name.as_str())
+                .collect();
+            format!("{k} -> [{}]", names.join(", "))
+        }),
+        latency_row: w.latency_row.as_ref().map(|k| k.to_string()),
+        when_all_down: w.all_down.map(|a| format!("{a:?}").to_lowercase()),
+        candidates,
+        outcome: match w.decision.outcome {
+            Outcome::Answer => "ANSWER",
+            Outcome::NoData => "NODATA",
+            Outcome::ServFail => "SERVFAIL",
+        }
+        .into(),
+        region: w
+            .decision
+            .region
+            .map(|r| model.regions[usize::from(r)].name.clone()),
+        answer: w.decision.addrs.as_slice().to_vec(),
+        ttl: w.decision.ttl,
+        scope: w.decision.scope,
+    }
+}
+
+impl std::fmt::Display for Explanation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "service  {} {} (policy {})",
+            self.service, self.qtype, self.policy
+        )?;
+        writeln!(f, "client   {} from {}", self.client, self.client_source)?;
+        write!(f, "located  {}", self.located_by)?;
+        if let Some(c) = &self.country {
+            write!(f, ", country {c}")?;
+        }
+        if let Some(c) = &self.continent {
+            write!(f, ", continent {c}")?;
+        }
+        if let Some((lat, lon)) = self.coordinates {
+            write!(f, ", at {lat:.2},{lon:.2}")?;
+        }
+        writeln!(f)?;
+        if let Some(fence) = &self.fence {
+            writeln!(f, "fence    {fence}")?;
+        }
+        if let Some(row) = &self.latency_row {
+            writeln!(f, "latency  row {row}")?;
+        }
+        if let Some(a) = &self.when_all_down {
+            writeln!(f, "all down no candidate is up; when_all_down = {a}")?;
+        }
+        writeln!(f, "candidates (rank order):")?;
+        for (i, c) in self.candidates.iter().enumerate() {
+            let mark = if c.picked {
+                "=> "
+            } else if c.tie {
+                " ~ "
+            } else {
+                "   "
+            };
+            writeln!(
+                f,
+                "  {mark}{:>2}. {:<16} {:<40} {:<28} weight {}",
+                i + 1,
+                c.region,
+                c.status,
+                c.rank_reason,
+                c.weight
+            )?;
+        }
+        let addrs: Vec<String> = self.answer.iter().map(|a| a.to_string()).collect();
+        writeln!(
+            f,
+            "answer   {} {}{} ttl {} ecs-scope /{}",
+            self.outcome,
+            self.region
+                .as_deref()
+                .map(|r| format!("{r} "))
+                .unwrap_or_default(),
+            addrs.join(" "),
+            self.ttl,
+            self.scope
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,156 @@
+//! The one immutable snapshot a query reads: validated model, compiled DNS tables, GeoIP
+//! reader and pre-resolved answer counters. Built off the query path, swapped whole.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+use prometheus::IntCounter;
+
+use crate::config::Loaded;
+use crate::dns::zones::ZoneIndex;
+use crate::geo::GeoDb;
+use crate::metrics::Metrics;
+use crate::model::Model;
+
+/// Everything one query needs, immutable.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The validated config.
+    pub model: Model,
+    /// Static records and GSLB names compiled to hickory records.
+    pub zones: ZoneIndex,
+    /// GeoIP reader, when configured.
+    pub geo: Option<Arc<GeoDb>>,
+    /// `answers[service][region]` counters, resolved at build time.
+    pub answer_counters: Vec<Vec<IntCounter>>,
+    /// The config file.
+    pub file: PathBuf,
+    /// Hash of the config text.
+    pub hash: String,
+    /// When this snapshot was built.
+    pub loaded_at: SystemTime,
+}
+
+/// The swappable handle shared by the DNS, HTTP, health and reload tasks.
+pub type Shared = Arc<ArcSwap<Snapshot>>;
+
+impl Snapshot {
+    /// Compiles a loaded config (whose endpoints already carry their health cells).
+    pub fn build(loaded: Loaded, geo: Option<Arc<GeoDb>>, metrics: &Metrics) -> Snapshot {
+        let Loaded { model, source } = loaded;
+        let zones = ZoneIndex::build(&model);
+        let answer_counters = model
+            .services
+            .iter()
+            .map(|s| {
+                model
+                    .regions
+                    .iter()
+                    .map(|r| metrics.answers.with_label_values(&[&s.name, &r.name]))
+                    .collect()
+            })
+            .collect();
+        Snapshot {
+            model,
+            zones,
+            geo,
+            answer_counters,
+            file: source.file.clone(),
+            hash: source.hash.clone(),
+            loaded_at: SystemTime::now(),
+        }
+    }
+}
+
+/// How `explain` identifies the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientSpec {
+    /// The client address or ECS subnet address.
+    pub addr: std::net::IpAddr,
+    /// ECS source prefix when given as `IP/LEN`; `None` means the address is the source.
+    pub prefix: Option<u8>,
+    /// Resolver address, used when the ECS subnet is unusable.
+    pub resolver: Option<std::net::IpAddr>,
+}
+
+impl std::str::FromStr for ClientSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (ip, prefix) = match s.split_once('/') {
+            Some((ip, p)) => (
+                ip,
+                Some(
+                    p.parse::<u8>()
+                        .map_err(|_| format!("invalid prefix length in {s:?}"))?,
+                ),
+            ),
+            None => (s, None),
+        };
+        let addr: std::net::IpAddr = ip
+            .parse()
+            .map_err(|_| format!("invalid client address {s:?}"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        if prefix.is_some_and(|p| p > max) {
+            return Err(format!("prefix length in {s:?} is longer than the address"));
+        }
+        Ok(ClientSpec {
+            addr,
+            prefix,
+            resolver: None,
+        })
+    }
+}
+
+impl Snapshot {
+    /// The decision trace for a name, type and client (`geode explain`, `/explain`).
+    pub fn explain(
+        &self,
+        name: &str,
+        qtype: &str,
+        client: ClientSpec,
+        health: &impl crate::route::HealthView,
+    ) -> Result<crate::route::Explanation, String> {
+        use crate::model::{ClientSource, Family};
+        let fqdn = crate::config::normalize_name(name)?;
+        let family = match qtype.to_ascii_uppercase().as_str() {
+            "A" => Family::V4,
+            "AAAA" => Family::V6,
+            other => return Err(format!("explain covers A and AAAA queries, not {other}")),
+        };
+        let Some(sid) = self.model.service_id(&fqdn) else {
+            let names: Vec<&str> = self
+                .model
+                .services
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect();
+            return Err(format!(
+                "{fqdn} is not a GSLB service (services: {})",
+                names.join(", ")
+            ));
+        };
+        let (ip, source) = match client.prefix {
+            Some(p) if !crate::dns::ecs::unusable(client.addr, p) => {
+                let net = ipnet::IpNet::new(client.addr, p)
+                    .map_err(|e| e.to_string())?
+                    .trunc();
+                (net.addr(), ClientSource::Ecs { source_prefix: p })
+            }
+            Some(_) => (
+                client.resolver.unwrap_or(client.addr),
+                ClientSource::Resolver,
+            ),
+            None => (client.addr, ClientSource::Resolver),
+        };
+        let (loc, _) = crate::geo::locate(&self.model, self.geo.as_deref(), ip, source);
+        Ok(crate::route::explain(
+            &self.model,
+            sid,
+            family,
+            &loc,
+            health,
+        ))
+    }
+}
