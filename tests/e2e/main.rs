@@ -1,0 +1,11 @@
+//! End-to-end tests: the real `geode` binary on loopback, real DNS clients (hickory-net,
+//! dig), real HTTP. One test binary, as in hickory-dns, so the binary is built once.
+
+mod config_check;
+mod harness;
+mod health;
+mod metrics;
+mod protocol;
+mod reload;
+mod routing;
+mod smoke;
