@@ -130,13 +130,19 @@ pub async fn serve(config_path: PathBuf, overrides: Overrides) -> Result<(), App
         geoip = ?geo.as_ref().map(|g| g.database_type().to_string()),
         "config loaded"
     );
+    // The admin socket is bound before the first probe round: a check may probe our own
+    // /healthz (the demo does), and readiness must be observable while probes run.
+    let http_listener = match loaded.model.server.http_listen {
+        Some(addr) => Some(crate::http::bind(addr).await?),
+        None => None,
+    };
     let metrics = Arc::new(Metrics::new()?);
     let health = HealthTable::new(metrics.clone());
     let first_round = health.sync(&mut loaded.model);
     let settings = loaded.model.server.clone();
     let snapshot = Snapshot::build(loaded, geo, &metrics);
     metrics.reload_success.inc();
-    metrics.last_reload.set(unix_now() as i64);
+    metrics.last_reload.set(unix_now());
     let app = App {
         shared: Arc::new(ArcSwap::from_pointee(snapshot)),
         metrics: metrics.clone(),
@@ -146,15 +152,15 @@ pub async fn serve(config_path: PathBuf, overrides: Overrides) -> Result<(), App
         ready: Arc::new(AtomicBool::new(false)),
         reload_lock: Arc::new(tokio::sync::Mutex::new(())),
     };
-
-    let http = match settings.http_listen {
-        Some(addr) => Some(crate::http::bind(addr, app.clone()).await?),
-        None => None,
-    };
+    let http = http_listener.map(|l| crate::http::serve(l, app.clone()));
 
     first_round.wait().await;
-    let listeners =
-        dns::listen::bind(&settings, Handler::new(app.shared.clone(), metrics.clone()))?;
+    let listeners = dns::listen::bind(
+        &settings,
+        Handler::new(app.shared.clone(), metrics.clone()),
+        app.shared.clone(),
+        metrics.clone(),
+    )?;
     let reloader = crate::reload::spawn(app.clone());
     app.ready.store(true, Ordering::SeqCst);
     info!("ready");

@@ -20,6 +20,8 @@ pub struct GeoDb {
     reader: maxminddb::Reader<maxminddb::Mmap>,
     path: PathBuf,
     identity: Option<FileIdentity>,
+    /// Distinguishes this reader's records in the decode cache.
+    id: u64,
 }
 
 /// What identifies one version of a file: replacing it by rename changes the inode,
@@ -147,26 +149,37 @@ impl GeoDb {
         // Read before mapping: if the file is replaced in between, the stale identity
         // makes the next reload open it again, which is harmless.
         let identity = file_identity(path);
-        // SAFETY: the mapping is read-only. The file must not be truncated in place while
-        // mapped; geoipupdate and our docs replace it by rename, which leaves this mapping
-        // on the old inode until the reader is dropped.
-        #[allow(unsafe_code)]
-        let reader =
-            unsafe { maxminddb::Reader::open_mmap(path) }.map_err(|source| GeoError::Open {
+        // Verification reads every page of the file. Doing it on a mapping that is then
+        // dropped keeps those pages out of our resident set: the serving mapping below
+        // only faults in what lookups touch (a few MiB of a 60 MB GeoLite2-City).
+        {
+            let check = Self::map(path)?;
+            check.verify().map_err(|source| GeoError::Damaged {
                 path: path.to_path_buf(),
                 source,
             })?;
-        reader.verify().map_err(|source| GeoError::Damaged {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        }
+        let reader = Self::map(path)?;
         let db = GeoDb {
             reader,
             path: path.to_path_buf(),
             identity,
+            id: NEXT_DB_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         };
         db.probe()?;
         Ok(db)
+    }
+
+    fn map(path: &Path) -> Result<maxminddb::Reader<maxminddb::Mmap>, GeoError> {
+        // SAFETY: the mapping is read-only. The file must not be truncated in place while
+        // mapped; geoipupdate and our docs replace it by rename, which leaves this mapping
+        // on the old inode until the reader is dropped.
+        #[allow(unsafe_code)]
+        let reader = unsafe { maxminddb::Reader::open_mmap(path) };
+        reader.map_err(|source| GeoError::Open {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 
     fn probe(&self) -> Result<(), GeoError> {
@@ -212,23 +225,16 @@ impl GeoDb {
         let mut network = IpNet::new(net.ip(), net.prefix()).ok()?;
         // An IPv4 address in an IPv6 tree reports the network in IPv4 form already; a
         // mapped form would make scopes meaningless to the resolver.
-        if let (IpAddr::V4(_), IpNet::V6(n6)) = (ip, network) {
-            if let Some(v4) = n6.network().to_ipv4_mapped() {
-                let p = n6.prefix_len().saturating_sub(96);
-                network = IpNet::new(IpAddr::V4(v4), p).ok()?;
-            }
+        if let (IpAddr::V4(_), IpNet::V6(n6)) = (ip, network)
+            && let Some(v4) = n6.network().to_ipv4_mapped()
+        {
+            let p = n6.prefix_len().saturating_sub(96);
+            network = IpNet::new(IpAddr::V4(v4), p).ok()?;
         }
-        let lean: Lean = res.decode().ok().flatten().unwrap_or_default();
-        let country = code(lean.country.and_then(|c| c.iso_code))
-            .or_else(|| code(lean.registered_country.and_then(|c| c.iso_code)));
-        let continent = code(lean.continent.and_then(|c| c.code)).or_else(|| {
-            country
-                .and_then(|c| countries::country(crate::model::code_str(&c)).map(|k| k.continent))
-        });
-        let coords = lean.location.and_then(|l| match (l.latitude, l.longitude) {
-            (Some(lat), Some(lon)) => Some(Coordinates { lat, lon }),
-            _ => None,
-        });
+        let (country, continent, coords) = match res.offset() {
+            None => (None, None, None),
+            Some(offset) => cached(self.id, offset, || decode(&res)),
+        };
         Some(GeoHit {
             network,
             country,
@@ -237,6 +243,51 @@ impl GeoDb {
         })
     }
 }
+
+type Decoded = (Option<[u8; 2]>, Option<[u8; 2]>, Option<Coordinates>);
+
+fn decode<S: AsRef<[u8]>>(res: &maxminddb::LookupResult<'_, S>) -> Decoded {
+    let lean: Lean = res.decode().ok().flatten().unwrap_or_default();
+    let country = code(lean.country.and_then(|c| c.iso_code))
+        .or_else(|| code(lean.registered_country.and_then(|c| c.iso_code)));
+    let continent = code(lean.continent.and_then(|c| c.code)).or_else(|| {
+        country.and_then(|c| countries::country(crate::model::code_str(&c)).map(|k| k.continent))
+    });
+    let coords = lean.location.and_then(|l| match (l.latitude, l.longitude) {
+        (Some(lat), Some(lon)) => Some(Coordinates { lat, lon }),
+        _ => None,
+    });
+    (country, continent, coords)
+}
+
+/// Decoded records are cached per thread, keyed by (database, record offset): a City
+/// database has far fewer distinct records than networks, and decoding one (skipping
+/// the names in many languages) is most of the cost of a lookup. Per thread, so the
+/// query path takes no lock; bounded, so a scan of the address space cannot grow it.
+const CACHE_MAX: usize = 1 << 16;
+
+/// (database id, record offset -> decoded record).
+type Cache = (
+    u64,
+    std::collections::HashMap<usize, Decoded, std::hash::BuildHasherDefault<crate::model::Fx>>,
+);
+
+thread_local! {
+    static CACHE: std::cell::RefCell<Cache> = std::cell::RefCell::new((0, std::collections::HashMap::default()));
+}
+
+fn cached(db: u64, offset: usize, decode: impl FnOnce() -> Decoded) -> Decoded {
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.0 != db || c.1.len() >= CACHE_MAX {
+            c.0 = db;
+            c.1.clear();
+        }
+        *c.1.entry(offset).or_insert_with(decode)
+    })
+}
+
+static NEXT_DB_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// Turns an IPv4-mapped IPv6 address into IPv4 (RFC 7871 treats it as IPv4).
 pub fn canonical_ip(ip: IpAddr) -> IpAddr {

@@ -20,12 +20,18 @@ use crate::app::App;
 use crate::route::LiveHealth;
 use crate::snapshot::ClientSpec;
 
-/// Binds the admin server and logs `listening on http ADDR`.
-pub async fn bind(addr: SocketAddr, app: App) -> std::io::Result<JoinHandle<()>> {
+/// Binds the admin socket and logs `listening on http ADDR`. Connections queue in the
+/// kernel until [`serve`] starts, so probes of our own /healthz made meanwhile succeed.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| std::io::Error::new(e.kind(), format!("bind http {addr}: {e}")))?;
     info!("listening on http {}", listener.local_addr()?);
+    Ok(listener)
+}
+
+/// Serves the admin endpoints on a bound socket.
+pub fn serve(listener: tokio::net::TcpListener, app: App) -> JoinHandle<()> {
     let router = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -33,9 +39,9 @@ pub async fn bind(addr: SocketAddr, app: App) -> std::io::Result<JoinHandle<()>>
         .route("/status", get(status))
         .route("/explain", get(explain))
         .with_state(app);
-    Ok(tokio::spawn(async move {
+    tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
-    }))
+    })
 }
 
 async fn metrics(State(app): State<App>) -> Response {

@@ -5,8 +5,8 @@
 //! snapshot is built. Labels are bounded: never a query name or a client address.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 /// `geode_dns_queries_total{protocol, qtype, rcode}`.
@@ -88,7 +88,7 @@ pub struct Metrics {
     /// Failed reloads.
     pub reload_failure: IntCounter,
     /// Unix time of the last successful (re)load.
-    pub last_reload: IntGauge,
+    pub last_reload: Gauge,
     /// GeoIP lookups with data.
     pub geoip_hit: IntCounter,
     /// GeoIP lookups without data.
@@ -162,8 +162,7 @@ impl Metrics {
             &["result"],
         )?;
         reg(Box::new(reloads.clone()))?;
-        let last_reload =
-            IntGauge::new(LAST_RELOAD, "Unix time of the last successful config load.")?;
+        let last_reload = Gauge::new(LAST_RELOAD, "Unix time of the last successful config load.")?;
         reg(Box::new(last_reload.clone()))?;
         let geoip = IntCounterVec::new(
             Opts::new(GEOIP_LOOKUPS, "GeoIP lookups, by result."),

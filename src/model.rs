@@ -7,6 +7,7 @@
 //! plain indexes instead of hashing names.
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -242,6 +243,8 @@ pub struct Region {
     pub name: String,
     /// Where it is, for distance ranking.
     pub location: Option<Coordinates>,
+    /// `location.trig()`, computed once when the model is built.
+    pub trig: Option<Trig>,
     /// Share of traffic among regions picked together; 0 = standby.
     pub weight: u32,
     /// Endpoints that must be up for the region to be up.
@@ -342,7 +345,55 @@ pub struct Coordinates {
     pub lon: f64,
 }
 
+/// Mean Earth radius, km.
+pub const EARTH_RADIUS_KM: f64 = 6371.0;
+
+/// Sines and cosines of a point's latitude and longitude. Ranking regions from one client
+/// then needs no trigonometry per region: see [`Trig::hav`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Trig {
+    sin_lat: f64,
+    cos_lat: f64,
+    sin_lon: f64,
+    cos_lon: f64,
+}
+
+impl Trig {
+    /// The haversine term a = sin²(Δφ/2) + cos φ1 cos φ2 sin²(Δλ/2), from the identity
+    /// sin²(x/2) = (1 - cos x)/2 and the angle-difference formula for cos. It grows with
+    /// distance, so regions can be ranked by it directly.
+    #[inline]
+    pub fn hav(&self, other: &Trig) -> f64 {
+        let cos_dlat = self.cos_lat * other.cos_lat + self.sin_lat * other.sin_lat;
+        let cos_dlon = self.cos_lon * other.cos_lon + self.sin_lon * other.sin_lon;
+        (((1.0 - cos_dlat) + self.cos_lat * other.cos_lat * (1.0 - cos_dlon)) / 2.0).clamp(0.0, 1.0)
+    }
+}
+
+/// Great-circle distance in km for a haversine term.
+pub fn hav_to_km(a: f64) -> f64 {
+    2.0 * EARTH_RADIUS_KM * a.clamp(0.0, 1.0).sqrt().asin()
+}
+
+/// The haversine term of a distance in km (capped at half the circumference).
+pub fn km_to_hav(km: f64) -> f64 {
+    let half_angle = (km / (2.0 * EARTH_RADIUS_KM)).clamp(0.0, std::f64::consts::FRAC_PI_2);
+    half_angle.sin().powi(2)
+}
+
 impl Coordinates {
+    /// Precomputed sines and cosines of this point.
+    pub fn trig(&self) -> Trig {
+        let (sin_lat, cos_lat) = self.lat.to_radians().sin_cos();
+        let (sin_lon, cos_lon) = self.lon.to_radians().sin_cos();
+        Trig {
+            sin_lat,
+            cos_lat,
+            sin_lon,
+            cos_lon,
+        }
+    }
+
     /// Great-circle distance in km (haversine, mean Earth radius).
     pub fn distance_km(&self, other: &Coordinates) -> f64 {
         let (la1, la2) = (self.lat.to_radians(), other.lat.to_radians());
@@ -431,9 +482,9 @@ pub struct KeyedTable<T> {
     /// cidr rows, longest prefix first.
     pub cidr: Vec<(IpNet, T)>,
     /// Country rows.
-    pub country: HashMap<[u8; 2], T>,
+    pub country: HashMap<[u8; 2], T, BuildHasherDefault<Fx>>,
     /// Continent rows.
-    pub continent: HashMap<[u8; 2], T>,
+    pub continent: HashMap<[u8; 2], T, BuildHasherDefault<Fx>>,
 }
 
 impl<T> KeyedTable<T> {
@@ -447,15 +498,15 @@ impl<T> KeyedTable<T> {
         if let Some((net, row)) = self.cidr.iter().find(|(n, _)| n.contains(&client.ip)) {
             return Some((ClientKey::Cidr(*net), row));
         }
-        if let Some(c) = client.country {
-            if let Some(row) = self.country.get(&c) {
-                return Some((ClientKey::Country(c), row));
-            }
+        if let Some(c) = client.country
+            && let Some(row) = self.country.get(&c)
+        {
+            return Some((ClientKey::Country(c), row));
         }
-        if let Some(c) = client.continent {
-            if let Some(row) = self.continent.get(&c) {
-                return Some((ClientKey::Continent(c), row));
-            }
+        if let Some(c) = client.continent
+            && let Some(row) = self.continent.get(&c)
+        {
+            return Some((ClientKey::Continent(c), row));
         }
         None
     }
@@ -676,6 +727,25 @@ impl Model {
     }
 }
 
+/// FxHash-style hasher for tables keyed by trusted data (config names, GeoIP record
+/// offsets): SipHash's flood resistance buys nothing there and costs a third of a lookup.
+#[derive(Default, Clone, Copy)]
+pub struct Fx(u64);
+
+impl std::hash::Hasher for Fx {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut v = [0u8; 8];
+            v[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(v))
+                .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+}
+
 /// The shortest prefix around `ip` that covers no operator network the client is not in
 /// and lies inside every operator network it is in. A resolver caches an answer for the
 /// whole ECS scope block, so a block that straddled an operator network would hand this
@@ -742,6 +812,35 @@ mod tests {
         let d = dublin.distance_km(&ashburn);
         assert!((5400.0..5600.0).contains(&d), "{d}");
         assert_eq!(dublin.distance_km(&dublin), 0.0);
+    }
+
+    #[test]
+    fn precomputed_trig_matches_haversine() {
+        let pts = [
+            (53.35, -6.26),
+            (39.04, -77.49),
+            (-33.87, 151.21),
+            (35.68, 139.69),
+            (0.0, 0.0),
+            (0.0, 180.0),
+            (51.5, -0.1),
+            (51.5001, -0.1),
+        ];
+        for a in pts {
+            for b in pts {
+                let (ca, cb) = (
+                    Coordinates { lat: a.0, lon: a.1 },
+                    Coordinates { lat: b.0, lon: b.1 },
+                );
+                let km = hav_to_km(ca.trig().hav(&cb.trig()));
+                assert!(
+                    (km - ca.distance_km(&cb)).abs() < 1e-3 * km.max(1.0),
+                    "{a:?} {b:?}: {km} vs {}",
+                    ca.distance_km(&cb)
+                );
+                assert!((hav_to_km(km_to_hav(km)) - km).abs() < 1e-6 * km.max(1.0));
+            }
+        }
     }
 
     #[test]

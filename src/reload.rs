@@ -21,6 +21,8 @@ use crate::snapshot::Snapshot;
 
 /// Quiet time after the last file event before reloading: editors write in bursts.
 const DEBOUNCE: Duration = Duration::from_millis(200);
+/// Longest a stream of file events can postpone a reload.
+const MAX_DEBOUNCE: Duration = Duration::from_secs(2);
 
 /// Why a reload was refused.
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +84,7 @@ pub async fn reload(app: &App) -> Result<String, ReloadError> {
     let snap = Snapshot::build(loaded, geo, &app.metrics);
     app.shared.store(Arc::new(snap));
     app.metrics.reload_success.inc();
-    app.metrics.last_reload.set(unix_now() as i64);
+    app.metrics.last_reload.set(unix_now());
     Ok(hash)
 }
 
@@ -122,90 +124,111 @@ fn watch_dirs(app: &App) -> Vec<(PathBuf, Vec<std::ffi::OsString>)> {
     dirs
 }
 
-/// Starts the SIGHUP listener and the file watcher.
-pub fn spawn(app: App) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let (tx, mut rx) = mpsc::unbounded_channel::<()>();
-        let mut watched: Vec<(PathBuf, Vec<std::ffi::OsString>)> = Vec::new();
-        let mut watcher = {
-            let tx = tx.clone();
-            let interesting = Arc::new(std::sync::Mutex::new(Vec::<(
-                PathBuf,
-                Vec<std::ffi::OsString>,
-            )>::new()));
-            let filter = interesting.clone();
-            let w = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
-                let Ok(ev) = ev else { return };
-                if matches!(ev.kind, notify::EventKind::Access(_)) {
-                    return;
-                }
-                let dirs = filter.lock().unwrap_or_else(|p| p.into_inner());
-                // A ConfigMap swap renames `..data`, not our file: any change in a
-                // watched directory of a name we care about, or of a `..` entry, counts.
-                let hit = ev.paths.iter().any(|p| {
-                    let name = p.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-                    name.to_string_lossy().starts_with("..")
-                        || dirs.iter().any(|(_, names)| names.contains(&name))
-                });
-                if hit {
-                    let _ = tx.send(());
-                }
-            });
-            match w {
-                Ok(w) => Some((w, interesting)),
-                Err(e) => {
-                    warn!(error = %e, "file watching unavailable; reload with SIGHUP");
-                    None
-                }
-            }
-        };
-        let mut rewatch = |watcher: &mut Option<(
-            notify::RecommendedWatcher,
-            Arc<std::sync::Mutex<Vec<(PathBuf, Vec<std::ffi::OsString>)>>>,
-        )>,
-                           app: &App| {
-            let Some((w, interesting)) = watcher.as_mut() else {
-                return;
-            };
-            let want = watch_dirs(app);
-            for (d, _) in &watched {
-                if !want.iter().any(|(wd, _)| wd == d) {
-                    let _ = w.unwatch(d);
-                }
-            }
-            for (d, _) in &want {
-                if !watched.iter().any(|(wd, _)| wd == d) {
-                    if let Err(e) = w.watch(d, RecursiveMode::NonRecursive) {
-                        warn!(dir = %d.display(), error = %e, "cannot watch directory; reload with SIGHUP");
-                    }
-                }
-            }
-            *interesting.lock().unwrap_or_else(|p| p.into_inner()) = want.clone();
-            watched = want;
-        };
-        rewatch(&mut watcher, &app);
+/// A registered watcher and the (directory, file names) it reports changes for.
+type Watching = (
+    notify::RecommendedWatcher,
+    Arc<std::sync::Mutex<Vec<(PathBuf, Vec<std::ffi::OsString>)>>>,
+);
 
-        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-            Ok(s) => Some(s),
+/// Next SIGHUP; never resolves when the signal could not be registered.
+async fn next_hup(hup: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match hup.as_mut() {
+        Some(h) => h.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Starts the SIGHUP listener and the file watcher.
+///
+/// Both are registered before this returns (and so before `serve` logs "ready"): a
+/// SIGHUP that arrived before tokio's handler existed would kill the process (the default
+/// action), and a file change before the watch existed would be missed.
+pub fn spawn(app: App) -> JoinHandle<()> {
+    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            warn!(error = %e, "cannot listen for SIGHUP");
+            None
+        }
+    };
+    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+    let mut watcher: Option<Watching> = {
+        let interesting = Arc::new(std::sync::Mutex::new(Vec::<(
+            PathBuf,
+            Vec<std::ffi::OsString>,
+        )>::new()));
+        let filter = interesting.clone();
+        let w = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+            let Ok(ev) = ev else { return };
+            if matches!(ev.kind, notify::EventKind::Access(_)) {
+                return;
+            }
+            let dirs = filter.lock().unwrap_or_else(|p| p.into_inner());
+            // A ConfigMap swap renames `..data`, not our file: any change in a
+            // watched directory of a name we care about, or of a `..` entry, counts.
+            let hit = ev.paths.iter().any(|p| {
+                let name = p.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+                name.to_string_lossy().starts_with("..")
+                    || dirs.iter().any(|(_, names)| names.contains(&name))
+            });
+            if hit {
+                let _ = tx.send(());
+            }
+        });
+        match w {
+            Ok(w) => Some((w, interesting)),
             Err(e) => {
-                warn!(error = %e, "cannot listen for SIGHUP");
+                warn!(error = %e, "file watching unavailable; reload with SIGHUP");
                 None
             }
+        }
+    };
+    let mut watched: Vec<(PathBuf, Vec<std::ffi::OsString>)> = Vec::new();
+    let mut rewatch = move |watcher: &mut Option<Watching>, app: &App| {
+        let Some((w, interesting)) = watcher.as_mut() else {
+            return;
         };
+        let want = watch_dirs(app);
+        for (d, _) in &watched {
+            if !want.iter().any(|(wd, _)| wd == d) {
+                let _ = w.unwatch(d);
+            }
+        }
+        for (d, _) in &want {
+            if !watched.iter().any(|(wd, _)| wd == d)
+                && let Err(e) = w.watch(d, RecursiveMode::NonRecursive)
+            {
+                warn!(dir = %d.display(), error = %e, "cannot watch directory; reload with SIGHUP");
+            }
+        }
+        *interesting.lock().unwrap_or_else(|p| p.into_inner()) = want.clone();
+        watched = want;
+    };
+    rewatch(&mut watcher, &app);
+
+    tokio::spawn(async move {
         loop {
             let why = tokio::select! {
-                Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => "SIGHUP",
+                Some(()) = next_hup(&mut hup) => "SIGHUP",
                 Some(()) = rx.recv() => {
-                    // Debounce: wait until the burst is over.
+                    // Debounce: wait until the burst is over, but no longer than
+                    // MAX_DEBOUNCE, and a SIGHUP meanwhile reloads at once (an operator
+                    // who signals must not wait behind a stream of file events).
+                    let deadline = tokio::time::Instant::now() + MAX_DEBOUNCE;
                     loop {
-                        match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
-                            Ok(Some(())) => continue,
-                            _ => break,
+                        tokio::select! {
+                            biased;
+                            Some(()) = next_hup(&mut hup) => break "SIGHUP",
+                            ev = tokio::time::timeout(DEBOUNCE, rx.recv()) => match ev {
+                                Ok(Some(())) if tokio::time::Instant::now() < deadline => {}
+                                _ => break "file change",
+                            },
                         }
                     }
-                    "file change"
                 }
             };
+            // Events queued so far are covered by this reload, which reads the files now.
+            while rx.try_recv().is_ok() {}
             reload_and_log(&app, why).await;
             rewatch(&mut watcher, &app);
         }

@@ -25,7 +25,11 @@ use serde::Serialize;
 use crate::model::{
     AddrList, AllDown, ClientLocation, ClientSource, Decision, Endpoint, Family, LocatedBy,
     MAX_SERVICE_REGIONS, Model, Outcome, Policy, Probed, Region, RegionId, ServiceId, code_str,
+    hav_to_km, km_to_hav,
 };
+
+/// Working-array size used for services with at most this many regions.
+const SMALL: usize = 8;
 
 /// Tells the router whether an endpoint is up.
 pub trait HealthView {
@@ -58,6 +62,7 @@ enum Status {
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Metric {
     Latency(u32),
+    /// Haversine term of the distance (see `Trig::hav`), not km.
     Distance(f64),
     Order,
 }
@@ -73,7 +78,7 @@ impl Metric {
     fn value(&self) -> f64 {
         match self {
             Metric::Latency(ms) => f64::from(*ms),
-            Metric::Distance(km) => *km,
+            Metric::Distance(a) => *a,
             Metric::Order => 0.0,
         }
     }
@@ -121,8 +126,8 @@ impl<T: Copy, const N: usize> Stack<T, N> {
 }
 
 /// The working state of one decision, kept so [`explain`] can show it.
-struct Work {
-    cands: Stack<Cand, MAX_SERVICE_REGIONS>,
+struct Work<const N: usize> {
+    cands: Stack<Cand, N>,
     fence: Option<crate::model::ClientKey>,
     latency_row: Option<crate::model::ClientKey>,
     all_down: Option<AllDown>,
@@ -140,7 +145,13 @@ pub fn route(
     client: &ClientLocation,
     health: &impl HealthView,
 ) -> Decision {
-    decide(model, service, family, client, health).decision
+    // Most services list a handful of regions: a small working array is cheaper to set
+    // up than one sized for the largest service allowed.
+    if model.services[usize::from(service)].regions.len() <= SMALL {
+        decide::<SMALL>(model, service, family, client, health).decision
+    } else {
+        decide::<MAX_SERVICE_REGIONS>(model, service, family, client, health).decision
+    }
 }
 
 fn family_matches(ep: &Endpoint, family: Family) -> bool {
@@ -195,9 +206,9 @@ fn affinity_hash(client: &ClientLocation, service: ServiceId) -> u64 {
 
 /// Weighted choice over the candidates selected by `pool`: weight 0 counts as 1 when
 /// every member has weight 0 (standby regions share evenly among themselves).
-fn weighted_pick(
+fn weighted_pick<const N: usize>(
     model: &Model,
-    cands: &Stack<Cand, MAX_SERVICE_REGIONS>,
+    cands: &Stack<Cand, N>,
     pool: impl Fn(&Cand) -> bool,
     hash: u64,
 ) -> Option<RegionId> {
@@ -219,13 +230,13 @@ fn weighted_pick(
     None
 }
 
-fn decide(
+fn decide<const N: usize>(
     model: &Model,
     service: ServiceId,
     family: Family,
     client: &ClientLocation,
     health: &impl HealthView,
-) -> Work {
+) -> Work<N> {
     let svc = &model.services[usize::from(service)];
     let fence = svc.fence.lookup(client);
     let mut w = Work {
@@ -360,15 +371,17 @@ fn decide(
             let row = model.latency.lookup(client);
             w.latency_row = row.as_ref().map(|(k, _)| k.clone());
             w.depends_on_location |= live_count > 1;
+            // The client's sines and cosines once; per region only arithmetic.
+            let from = client.coords.map(|c| c.trig());
             for c in w.cands.iter_mut() {
                 let region = &model.regions[usize::from(c.region)];
                 c.metric = match (
                     row.as_ref().and_then(|(_, r)| r.get(c.region)),
-                    client.coords,
-                    region.location,
+                    &from,
+                    &region.trig,
                 ) {
                     (Some(ms), _, _) => Metric::Latency(ms),
-                    (None, Some(from), Some(to)) => Metric::Distance(from.distance_km(&to)),
+                    (None, Some(from), Some(to)) => Metric::Distance(from.hav(to)),
                     _ => Metric::Order,
                 };
             }
@@ -381,17 +394,22 @@ fn decide(
             });
             let best = w.cands.iter().find(|c| c.live).map(|c| c.metric);
             if let Some(best) = best {
-                let limit = best.value() * 1.1;
+                // Within 10% of the best RTT or distance (distance compared as haversine
+                // terms, which grow with it).
+                let limit = match best {
+                    Metric::Distance(a) => km_to_hav(hav_to_km(a) * 1.1),
+                    m => m.value() * 1.1,
+                };
                 for c in w.cands.iter_mut().filter(|c| c.live) {
                     c.tie = match (best, c.metric) {
                         (Metric::Order, _) => false,
                         (b, m) => m.group() == b.group() && m.value() <= limit,
                     };
                 }
-                if matches!(best, Metric::Order) {
-                    if let Some(c) = w.cands.iter_mut().find(|c| c.live) {
-                        c.tie = true;
-                    }
+                if matches!(best, Metric::Order)
+                    && let Some(c) = w.cands.iter_mut().find(|c| c.live)
+                {
+                    c.tie = true;
                 }
             }
             let ties = w.cands.iter().filter(|c| c.tie).count();
@@ -455,8 +473,8 @@ fn decide(
 pub struct CandidateTrace {
     /// Region name.
     pub region: String,
-    /// "up", "down (1/3 endpoints up, min_healthy 2)", "drained", "fenced out",
-    /// "no IPv6 endpoints".
+    /// "up", "down (1/3 endpoints up, min_healthy 2)", "down (no IPv6 endpoint up, 2/3
+    /// endpoints up)", "drained", "fenced out", "no IPv6 endpoints".
     pub status: String,
     /// Why it ranks where it does: "latency continent:EU 18 ms", "distance 1234 km",
     /// "regions order 2".
@@ -520,7 +538,7 @@ pub fn explain(
     client: &ClientLocation,
     health: &impl HealthView,
 ) -> Explanation {
-    let w = decide(model, service, family, client, health);
+    let w = decide::<MAX_SERVICE_REGIONS>(model, service, family, client, health);
     let svc = &model.services[usize::from(service)];
     let fam = if family == Family::V4 { "IPv4" } else { "IPv6" };
     let row = w
@@ -537,6 +555,10 @@ pub fn explain(
                 region: region.name.clone(),
                 status: match c.status {
                     Status::Up => "up".into(),
+                    // Enough endpoints up, yet down: none of them is of the asked family.
+                    Status::Down { up, total } if up >= region.min_healthy => {
+                        format!("down (no {fam} endpoint up, {up}/{total} endpoints up)")
+                    }
                     Status::Down { up, total } => {
                         format!(
                             "down ({up}/{total} endpoints up, min_healthy {})",
@@ -549,7 +571,7 @@ pub fn explain(
                 },
                 rank_reason: match c.metric {
                     Metric::Latency(ms) => format!("latency {row} {ms} ms"),
-                    Metric::Distance(km) => format!("distance {km:.0} km"),
+                    Metric::Distance(a) => format!("distance {:.0} km", hav_to_km(a)),
                     Metric::Order => format!("regions order {}", c.order + 1),
                 },
                 weight: region.weight,

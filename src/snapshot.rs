@@ -21,6 +21,8 @@ pub struct Snapshot {
     pub model: Model,
     /// Static records and GSLB names compiled to hickory records.
     pub zones: ZoneIndex,
+    /// Wire-format tables for the UDP fast path.
+    pub fast: crate::dns::fast::FastIndex,
     /// GeoIP reader, when configured.
     pub geo: Option<Arc<GeoDb>>,
     /// `answers[service][region]` counters, resolved at build time.
@@ -41,6 +43,7 @@ impl Snapshot {
     pub fn build(loaded: Loaded, geo: Option<Arc<GeoDb>>, metrics: &Metrics) -> Snapshot {
         let Loaded { model, source } = loaded;
         let zones = ZoneIndex::build(&model);
+        let fast = crate::dns::fast::FastIndex::build(&model, &zones);
         let answer_counters = model
             .services
             .iter()
@@ -55,6 +58,7 @@ impl Snapshot {
         Snapshot {
             model,
             zones,
+            fast,
             geo,
             answer_counters,
             file: source.file.clone(),

@@ -25,6 +25,9 @@ use crate::model::{
 use raw::RawConfig;
 use spans::{SpanIndex, render};
 
+/// Largest TTL (RFC 2181 8).
+const MAX_TTL: u32 = 0x7fff_ffff;
+
 /// One thing wrong with a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -132,28 +135,38 @@ pub fn parse(text: &str, file: &Path) -> Result<Loaded, ConfigError> {
     let index = match SpanIndex::build(text) {
         Ok(i) => i,
         Err((span, msg)) => {
-            let line = span.map_or(1, |s| line_of_text(text, s.start));
-            return Err(file_problem(
-                line,
-                "(syntax)".into(),
-                msg.trim().to_string(),
-            ));
+            let line = span.as_ref().map_or(1, |s| line_of_text(text, s.start));
+            let mut msg = msg.trim().replace('`', "'");
+            // "duplicate key" alone does not say which one; the span covers it.
+            if let Some(k) = span
+                .and_then(|s| text.get(s))
+                .filter(|k| msg == "duplicate key" && !k.is_empty() && !k.contains('\n'))
+            {
+                msg = format!("duplicate key {}", k.trim());
+            }
+            return Err(file_problem(line, "(syntax)".into(), msg));
         }
     };
     let raw: RawConfig = match toml::from_str(text) {
         Ok(r) => r,
         Err(e) => {
             let at = e.span().map_or(0, |s| s.start);
+            let message = humanize_serde(e.message());
             let key = index
                 .path_at(at)
-                .map(|p| render(p))
+                .map(|p| {
+                    // An unknown key is reported as itself, not as the innermost key
+                    // of the table it opens (`[sevrices."www.example."]`).
+                    match unknown_key_name(&message)
+                        .and_then(|k| p.iter().rposition(|seg| seg == k))
+                    {
+                        Some(i) => render(&p[..=i]),
+                        None => render(p),
+                    }
+                })
                 .unwrap_or_else(|| "(document)".into());
             let line = e.span().map_or(1, |s| index.line_of(s.start));
-            return Err(file_problem(
-                line,
-                key,
-                e.message().trim().replace('`', "'"),
-            ));
+            return Err(file_problem(line, key, message));
         }
     };
     let mut v = Validator {
@@ -178,6 +191,35 @@ pub fn parse(text: &str, file: &Path) -> Result<Loaded, ConfigError> {
             problems: v.problems,
         })
     }
+}
+
+/// serde's wording, in the config file's terms: keys rather than fields, TOML type
+/// names rather than Rust ones.
+fn humanize_serde(message: &str) -> String {
+    let mut m = message.trim().replace('`', "'");
+    for (from, to) in [
+        ("unknown field", "unknown key"),
+        ("missing field", "missing key"),
+        (
+            "expected u32",
+            "expected a whole number from 0 to 4294967295",
+        ),
+        ("expected u16", "expected a whole number from 0 to 65535"),
+        ("expected u8", "expected a whole number from 0 to 255"),
+        ("expected usize", "expected a whole number"),
+        ("expected f64", "expected a number"),
+        ("expected a sequence", "expected an array"),
+        ("expected a map", "expected a table"),
+    ] {
+        m = m.replace(from, to);
+    }
+    m
+}
+
+/// The key named by an "unknown key 'x', expected …" message.
+fn unknown_key_name(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("unknown key '")?;
+    rest.split_once('\'').map(|(k, _)| k)
 }
 
 fn line_of_text(text: &str, offset: usize) -> usize {
@@ -214,8 +256,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             ));
         }
     };
-    if !(secs.is_finite() && secs > 0.0 && secs < 86400.0 * 365.0) {
+    if !(secs.is_finite() && secs > 0.0) {
         return Err(format!("invalid duration {s:?}: must be positive"));
+    }
+    if secs >= 86400.0 * 365.0 {
+        return Err(format!("invalid duration {s:?}: must be less than a year"));
     }
     Ok(Duration::from_secs_f64(secs))
 }
@@ -434,7 +479,7 @@ fn parse_record(rtype: &str, value: &str, origin: &str) -> Result<RecordData, St
             })
         }
         other => Err(format!(
-            "unsupported record type {other:?} (A, AAAA, CNAME, TXT, MX, SRV, CAA, NS, PTR; SOA comes from `soa`)"
+            "unsupported record type {other:?} (A, AAAA, CNAME, TXT, MX, SRV, CAA, NS or PTR; the SOA comes from the zone's soa key)"
         )),
     }
 }
@@ -453,6 +498,18 @@ impl Validator<'_> {
             key: render(path),
             message: message.into(),
         });
+    }
+
+    /// A TTL, at most 2^31 - 1 (RFC 2181 8: larger values are read as 0 by resolvers).
+    fn ttl(&mut self, path: &[&str], value: Option<u32>, default: u32) -> u32 {
+        match value {
+            Some(t) if t > MAX_TTL => {
+                self.err(path, format!("TTL {t} is more than {MAX_TTL} (RFC 2181 8)"));
+                MAX_TTL
+            }
+            Some(t) => t,
+            None => default,
+        }
     }
 
     fn duration(&mut self, path: &[&str], value: Option<&str>, default: Duration) -> Duration {
@@ -580,7 +637,11 @@ impl Validator<'_> {
     fn zones(&mut self, raw: &BTreeMap<String, raw::RawZone>) -> Vec<Zone> {
         let mut zones: Vec<Zone> = Vec::new();
         let mut seen: HashMap<String, String> = HashMap::new();
-        for (key, z) in raw {
+        // In file order, so the second spelling of a zone is the one reported.
+        let mut ordered: Vec<_> = raw.iter().collect();
+        ordered.sort_by_key(|(k, _)| self.index.line(&["zones", k.as_str()]));
+        let origins: Vec<String> = raw.keys().filter_map(|k| normalize_name(k).ok()).collect();
+        for (key, z) in ordered {
             let zp = ["zones", key.as_str()];
             let origin = match normalize_name(key) {
                 Ok(o) => o,
@@ -590,13 +651,14 @@ impl Validator<'_> {
                 }
             };
             if let Some(prev) = seen.insert(origin.clone(), key.clone()) {
+                let line = self.index.line(&["zones", prev.as_str()]);
                 self.err(
                     &zp,
-                    format!("duplicate zone {origin} (also defined as {prev:?})"),
+                    format!("duplicate zone {origin} (already defined on line {line} as {prev:?})"),
                 );
                 continue;
             }
-            let ttl = z.ttl.unwrap_or(3600);
+            let ttl = self.ttl(&["zones", key, "ttl"], z.ttl, 3600);
             let soa = match &z.soa {
                 None => {
                     self.err(
@@ -642,7 +704,30 @@ impl Validator<'_> {
                 let idx = i.to_string();
                 let rp = ["zones", key.as_str(), "records", idx.as_str()];
                 let name = match qualify(&r.name, &origin) {
-                    Ok(n) if in_zone(&n, &origin) => n,
+                    Ok(n) if n.contains('*') => {
+                        self.err(
+                            &[&rp[..], &["name"]].concat(),
+                            format!("wildcard records are not supported ({n} would match only itself; list each name)"),
+                        );
+                        continue;
+                    }
+                    Ok(n) if in_zone(&n, &origin) => {
+                        // A name inside a more specific zone of this file is answered
+                        // from that zone: here it would never be served.
+                        if let Some(child) = origins
+                            .iter()
+                            .find(|o| **o != origin && in_zone(o, &origin) && in_zone(&n, o))
+                        {
+                            self.err(
+                                &[&rp[..], &["name"]].concat(),
+                                format!(
+                                    "record name {n} is inside zone {child}, which this file also defines; it belongs there"
+                                ),
+                            );
+                            continue;
+                        }
+                        n
+                    }
                     Ok(n) => {
                         self.err(
                             &[&rp[..], &["name"]].concat(),
@@ -701,9 +786,23 @@ impl Validator<'_> {
                     );
                     continue;
                 }
+                let rttl = self.ttl(&[&rp[..], &["ttl"]].concat(), r.ttl, ttl);
+                if let Some(o) = records.iter().find(|o| {
+                    o.name == name && o.data.type_name() == data.type_name() && o.ttl != rttl
+                }) {
+                    self.err(
+                        &[&rp[..], &["ttl"]].concat(),
+                        format!(
+                            "TTL {rttl} differs from the other {} records at {name} (TTL {}); an RRset has one TTL (RFC 2181 5.2)",
+                            data.type_name(),
+                            o.ttl
+                        ),
+                    );
+                    continue;
+                }
                 records.push(StaticRecord {
                     name,
-                    ttl: r.ttl.unwrap_or(ttl),
+                    ttl: rttl,
                     data,
                 });
             }
@@ -953,6 +1052,7 @@ impl Validator<'_> {
             out.push(Region {
                 name: name.clone(),
                 location,
+                trig: location.map(|l| l.trig()),
                 weight,
                 min_healthy,
                 drain: r.drain.unwrap_or(false),
@@ -992,7 +1092,11 @@ impl Validator<'_> {
         zones: &mut [Zone],
     ) -> Vec<Service> {
         let mut out: Vec<Service> = Vec::new();
-        for (key, s) in raw {
+        // In file order, so the second spelling of a name is the one reported.
+        let mut ordered: Vec<_> = raw.iter().collect();
+        ordered.sort_by_key(|(k, _)| self.index.line(&["services", k.as_str()]));
+        let mut seen: HashMap<String, String> = HashMap::new();
+        for (key, s) in ordered {
             let sp = ["services", key.as_str()];
             let p = |k: &'static str| ["services", key.as_str(), k];
             let name = match normalize_name(key) {
@@ -1002,8 +1106,21 @@ impl Validator<'_> {
                     continue;
                 }
             };
-            if out.iter().any(|o| o.name == name) {
-                self.err(&sp, format!("duplicate service {name}"));
+            if let Some(prev) = seen.insert(name.clone(), key.clone()) {
+                let line = self.index.line(&["services", prev.as_str()]);
+                self.err(
+                    &sp,
+                    format!(
+                        "duplicate service {name} (already defined on line {line} as {prev:?})"
+                    ),
+                );
+                continue;
+            }
+            if name.contains('*') {
+                self.err(
+                    &sp,
+                    format!("wildcard names are not supported ({name} would match only itself; list each name)"),
+                );
                 continue;
             }
             let Some(zone) = zones.iter().position(|z| in_zone(&name, &z.origin)) else {
@@ -1096,7 +1213,7 @@ impl Validator<'_> {
                 zone,
                 regions,
                 policy,
-                ttl: s.ttl.unwrap_or(30),
+                ttl: self.ttl(&p("ttl"), s.ttl, 30),
                 max_answers: max_answers.clamp(1, MAX_ANSWERS as u32) as u8,
                 when_all_down,
                 fence,
@@ -1206,7 +1323,7 @@ fn insert_keyed<T>(table: &mut KeyedTable<T>, key: ClientKey, value: T) {
             table.cidr.push((n, value));
             table
                 .cidr
-                .sort_by(|a, b| b.0.prefix_len().cmp(&a.0.prefix_len()));
+                .sort_by_key(|e| std::cmp::Reverse(e.0.prefix_len()));
         }
         ClientKey::Country(c) => {
             table.country.insert(c, value);

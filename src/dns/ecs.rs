@@ -128,7 +128,7 @@ pub fn check_option(opt: &[u8]) -> Result<(), EcsError> {
             needed,
         });
     }
-    if source % 8 != 0 {
+    if !source.is_multiple_of(8) {
         let mask = 0xFFu8 >> (source % 8);
         if addr[needed - 1] & mask != 0 {
             return Err(EcsError::HostBits);
@@ -160,8 +160,27 @@ pub fn unusable(addr: IpAddr, source_prefix: u8) -> bool {
     }
 }
 
+/// The SCOPE PREFIX-LENGTH to echo for an option carrying `addr`. Routing works on the
+/// IPv4 form of an IPv4-mapped IPv6 address, so its scope is an IPv4 prefix; the option
+/// is IPv6, so the scope is moved into the mapped range (/27 -> /123).
+pub fn reply_scope(addr: IpAddr, scope: u8) -> u8 {
+    match addr {
+        IpAddr::V6(v6) if scope > 0 && v6.to_ipv4_mapped().is_some() => (scope + 96).min(128),
+        _ => scope,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn rfc7871_7_2_1_mapped_scope_is_expressed_in_the_ipv6_option() {
+        let mapped: IpAddr = "::ffff:81.2.69.160".parse().unwrap();
+        assert_eq!(reply_scope(mapped, 27), 123);
+        assert_eq!(reply_scope(mapped, 0), 0);
+        assert_eq!(reply_scope("81.2.69.160".parse().unwrap(), 27), 27);
+        assert_eq!(reply_scope("2001:db8::".parse().unwrap(), 32), 32);
+    }
+
     use super::*;
 
     #[test]

@@ -17,8 +17,10 @@
 //! ```
 
 pub mod ecs;
+pub mod fast;
 pub mod listen;
 pub mod tcp;
+pub mod udp;
 pub mod zones;
 
 use std::borrow::Cow;
@@ -31,6 +33,7 @@ use hickory_server::proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, Re
 use hickory_server::proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use hickory_server::proto::rr::rdata::{A, AAAA};
 use hickory_server::proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
+use hickory_server::proto::serialize::binary::{BinEncodable, BinEncoder};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
 
@@ -213,14 +216,14 @@ impl Handler {
                     return reply;
                 }
             }
-            if let Some(cname) = node.cname() {
-                if qtype != RecordType::CNAME {
-                    reply.answers.push(Cow::Borrowed(cname));
-                    if let RData::CNAME(target) = &cname.data {
-                        owner = target.0.clone();
-                        name = LowerName::from(&target.0);
-                        continue;
-                    }
+            if let Some(cname) = node.cname()
+                && qtype != RecordType::CNAME
+            {
+                reply.answers.push(Cow::Borrowed(cname));
+                if let RData::CNAME(target) = &cname.data {
+                    owner = target.0.clone();
+                    name = LowerName::from(&target.0);
+                    continue;
                 }
             }
             let rrset = if qtype == RecordType::ANY {
@@ -279,35 +282,30 @@ impl ClientLocator for CountingLocator<'_> {
     }
 }
 
-#[async_trait::async_trait]
-impl RequestHandler for Handler {
-    async fn handle_request<R: ResponseHandler, T: Time>(
-        &self,
-        request: &Request,
-        mut response_handle: R,
-    ) -> ResponseInfo {
-        let snap = self.shared.load();
+impl Handler {
+    /// Answers a decoded request: the reply and the response OPT (when the query had one).
+    pub fn prepare<'s>(&self, snap: &'s Snapshot, request: &Request) -> (Reply<'s>, Option<Edns>) {
         let (client, ecs) = self.client(request);
         let mut locator = CountingLocator {
             client,
             metrics: &self.metrics,
         };
-        let reply = self.answer(&snap, request, &mut locator);
+        let reply = self.answer(snap, request, &mut locator);
 
         // OPT only when the query had one (RFC 6891 7); payload capped so UDP answers
         // stay below fragmentation size; ECS echoed with the scope the answer used.
-        let mut resp_edns = Edns::new();
-        if let Some(req) = request.edns.as_ref() {
+        let resp_edns = request.edns.as_ref().map(|req| {
+            let mut e = Edns::new();
             let cap = snap.model.server.max_udp_payload;
-            resp_edns
-                .set_max_payload(req.max_payload().max(512).min(cap))
+            e.set_max_payload(req.max_payload().max(512).min(cap))
                 .set_version(0);
             if let (Some(mut cs), false) = (ecs, reply.meta.response_code == ResponseCode::FormErr)
             {
-                cs.set_scope_prefix(reply.scope);
-                resp_edns.options_mut().insert(EdnsOption::Subnet(cs));
+                cs.set_scope_prefix(ecs::reply_scope(cs.addr(), reply.scope));
+                e.options_mut().insert(EdnsOption::Subnet(cs));
             }
-        }
+            e
+        });
         let qtype = request.queries.queries().first().map_or("other", |q| {
             let t = q.query_type();
             if t == RecordType::ANY {
@@ -326,17 +324,76 @@ impl RequestHandler for Handler {
             qtype_index(qtype),
             rcode_index(rcode_name(reply.meta.response_code)),
         );
+        (reply, resp_edns)
+    }
 
-        let builder = MessageResponseBuilder::new(
-            &request.queries,
-            request.edns.as_ref().map(|_| &resp_edns),
-        );
-        let meta = reply.meta;
+    /// The ordinary UDP path, synchronously: decode with hickory, answer, encode with
+    /// hickory's size limit (TC when it does not fit). `None` means no reply at all.
+    pub fn ordinary_udp(
+        &self,
+        snap: &Snapshot,
+        packet: &[u8],
+        src: std::net::SocketAddr,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        out.clear();
+        if packet.len() < 12 || packet[2] & 0x80 != 0 {
+            return false;
+        }
+        let request = match Request::from_bytes(packet.to_vec(), src, Protocol::Udp) {
+            Ok(r) => r,
+            Err(_) => {
+                out.extend_from_slice(&tcp::formerr(packet));
+                self.metrics
+                    .query(Proto::Udp, qtype_index("other"), rcode_index("FORMERR"));
+                return true;
+            }
+        };
+        if request.metadata.message_type == hickory_server::proto::op::MessageType::Response {
+            return false;
+        }
+        let (reply, resp_edns) = self.prepare(snap, &request);
+        let builder = MessageResponseBuilder::new(&request.queries, resp_edns.as_ref());
         let response = builder.build(
-            meta,
+            reply.meta,
             reply.answers.iter().map(|c| c.as_ref()),
             std::iter::empty(),
-            reply.soa.into_iter(),
+            reply.soa,
+            reply.additionals.iter().map(|c| c.as_ref()),
+        );
+        let mut enc = BinEncoder::new(out);
+        // RFC 1035 4.2.1: 512 without EDNS; else what the response OPT advertises.
+        enc.set_max_size(resp_edns.as_ref().map_or(512, |e| e.max_payload()));
+        if response.destructive_emit(&mut enc).is_err() {
+            out.clear();
+            let mut m = Metadata::response_from_request(&request.metadata);
+            m.response_code = ResponseCode::ServFail;
+            let mut enc = BinEncoder::new(out);
+            let _ = Header {
+                metadata: m,
+                counts: HeaderCounts::default(),
+            }
+            .emit(&mut enc);
+        }
+        true
+    }
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for Handler {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        mut response_handle: R,
+    ) -> ResponseInfo {
+        let snap = self.shared.load();
+        let (reply, resp_edns) = self.prepare(&snap, request);
+        let builder = MessageResponseBuilder::new(&request.queries, resp_edns.as_ref());
+        let response = builder.build(
+            reply.meta,
+            reply.answers.iter().map(|c| c.as_ref()),
+            std::iter::empty(),
+            reply.soa,
             reply.additionals.iter().map(|c| c.as_ref()),
         );
         match response_handle.send_response(response).await {

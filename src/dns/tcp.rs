@@ -144,11 +144,17 @@ async fn connection(
     let writer = tokio::spawn(async move {
         while let Some(msg) = rx.recv().await {
             let len = (msg.len() as u16).to_be_bytes();
-            if wr.write_all(&len).await.is_err() || wr.write_all(&msg).await.is_err() {
+            // A client that stops reading must not pin the connection: a write that makes
+            // no progress for the idle timeout ends it (RFC 7766 6.2.3 / 6.2.4).
+            let write = async {
+                wr.write_all(&len).await?;
+                wr.write_all(&msg).await
+            };
+            if !matches!(tokio::time::timeout(idle, write).await, Ok(Ok(()))) {
                 break;
             }
         }
-        let _ = wr.shutdown().await;
+        let _ = tokio::time::timeout(idle, wr.shutdown()).await;
     });
     let responder = TcpResponder { tx: tx.clone() };
     loop {
@@ -162,6 +168,8 @@ async fn connection(
         let buf = tokio::select! {
             _ = kill.notified() => break,
             _ = stop.changed() => break,
+            // The writer gave up on a client that does not read.
+            _ = tx.closed() => break,
             r = tokio::time::timeout(idle, read) => match r {
                 Ok(Ok(b)) => b,
                 _ => break,
@@ -176,15 +184,24 @@ async fn connection(
             // A response sent to us: never answer (reflection).
             continue;
         }
-        match Request::from_bytes(buf.clone(), peer, Protocol::Tcp) {
-            Ok(req) => {
-                handler
-                    .handle_request::<_, TokioTime>(&req, responder.clone())
-                    .await;
+        // Waiting for room in the writer's queue is bounded too: eviction, shutdown and
+        // a writer that gave up all end the connection here.
+        let handle = async {
+            match Request::from_bytes(buf.clone(), peer, Protocol::Tcp) {
+                Ok(req) => {
+                    handler
+                        .handle_request::<_, TokioTime>(&req, responder.clone())
+                        .await;
+                }
+                Err(_) => {
+                    let _ = tx.send(formerr(&buf)).await;
+                }
             }
-            Err(_) => {
-                let _ = tx.send(formerr(&buf)).await;
-            }
+        };
+        tokio::select! {
+            _ = kill.notified() => break,
+            _ = stop.changed() => break,
+            _ = handle => {}
         }
     }
     drop(responder);

@@ -1,0 +1,140 @@
+//! Cost of answering one query in-process (no sockets): the UDP fast path, the ordinary
+//! hickory path, and the parts (GeoIP locate, route) on the bench workload.
+//!
+//!   bench/fetch-geolite2.sh && python3 bench/gen-workload.py ...   (see bench/README.md)
+//!   cargo bench --bench fast
+//!
+//! Uses bench/geode-bench.toml with bench/data/GeoLite2-City.mmdb and the dnsperf input
+//! bench/data/geo.bin; without them it falls back to MaxMind's small test database and a
+//! generated corpus, and says so.
+
+use std::hint::black_box;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use criterion::{Criterion, criterion_group, criterion_main};
+use geode::dns::Handler;
+use geode::dns::fast::{self, Fast};
+use geode::metrics::Metrics;
+use geode::model::ClientSource;
+use geode::snapshot::Snapshot;
+
+fn load_messages(path: &Path) -> Option<Vec<Vec<u8>>> {
+    let data = std::fs::read(path).ok()?;
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 2 <= data.len() {
+        let len = usize::from(u16::from_be_bytes([data[at], data[at + 1]]));
+        out.push(data.get(at + 2..at + 2 + len)?.to_vec());
+        at += 2 + len;
+    }
+    Some(out)
+}
+
+fn setup() -> (Arc<ArcSwap<Snapshot>>, Arc<Metrics>, Vec<Vec<u8>>) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let config = root.join("bench/geode-bench.toml");
+    let (loaded, geo) = geode::app::load(&config, None).unwrap_or_else(|e| {
+        panic!("bench/geode-bench.toml does not load (run bench/fetch-geolite2.sh first):\n{e}")
+    });
+    let metrics = Arc::new(Metrics::new().unwrap());
+    let snap = Snapshot::build(loaded, geo, &metrics);
+    let msgs = load_messages(&root.join("bench/data/geo.bin")).expect(
+        "bench/data/geo.bin missing: python3 bench/gen-workload.py geo (see bench/README.md)",
+    );
+    (Arc::new(ArcSwap::from_pointee(snap)), metrics, msgs)
+}
+
+fn bench(c: &mut Criterion) {
+    let (shared, metrics, msgs) = setup();
+    let handler = Handler::new(shared.clone(), metrics.clone());
+    let src: SocketAddr = "127.0.0.1:5300".parse().unwrap();
+    let mut out = Vec::with_capacity(1232);
+    let snap = shared.load_full();
+    let fast_share = msgs
+        .iter()
+        .filter(|m| fast::answer(&snap, &metrics, m, src.ip(), &mut out) == Fast::Reply)
+        .count();
+    eprintln!(
+        "workload: {} messages, {} answered by the fast path",
+        msgs.len(),
+        fast_share
+    );
+
+    let mut i = 0;
+    c.bench_function("fast_path_answer", |b| {
+        b.iter(|| {
+            i = (i + 1) % msgs.len();
+            let s = shared.load();
+            black_box(fast::answer(&s, &metrics, &msgs[i], src.ip(), &mut out))
+        })
+    });
+    let mut i = 0;
+    c.bench_function("ordinary_path_answer", |b| {
+        b.iter(|| {
+            i = (i + 1) % msgs.len();
+            let s = shared.load();
+            black_box(handler.ordinary_udp(&s, &msgs[i], src, &mut out))
+        })
+    });
+    // The ECS addresses of the workload, for the parts.
+    let ips: Vec<IpAddr> = msgs
+        .iter()
+        .filter_map(|m| {
+            let ecs = m.windows(4).rposition(|w| w == [0, 8, 0, 7])?;
+            let b = &m[ecs + 4..ecs + 11];
+            Some(IpAddr::from([b[4], b[5], b[6], 0]))
+        })
+        .collect();
+    assert!(!ips.is_empty(), "no ECS addresses found in the workload");
+    let mut i = 0;
+    c.bench_function("geo_locate", |b| {
+        b.iter(|| {
+            i = (i + 1) % ips.len();
+            black_box(geode::geo::locate(
+                &snap.model,
+                snap.geo.as_deref(),
+                ips[i],
+                ClientSource::Ecs { source_prefix: 24 },
+            ))
+        })
+    });
+    let locs: Vec<_> = ips
+        .iter()
+        .map(|ip| {
+            geode::geo::locate(
+                &snap.model,
+                snap.geo.as_deref(),
+                *ip,
+                ClientSource::Ecs { source_prefix: 24 },
+            )
+            .0
+        })
+        .collect();
+    let sid = snap
+        .model
+        .service_id("www.gslb.example.")
+        .expect("bench service");
+    let mut i = 0;
+    c.bench_function("route_only", |b| {
+        b.iter(|| {
+            i = (i + 1) % locs.len();
+            black_box(geode::route::route(
+                &snap.model,
+                sid,
+                geode::model::Family::V4,
+                &locs[i],
+                &geode::route::LiveHealth,
+            ))
+        })
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(std::time::Duration::from_secs(1)).measurement_time(std::time::Duration::from_secs(3));
+    targets = bench
+}
+criterion_main!(benches);

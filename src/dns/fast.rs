@@ -1,0 +1,506 @@
+//! The UDP fast path: the common query (one IN question, optional OPT carrying at most
+//! an ECS option) for a GSLB name, or for a name that does not exist, is parsed and
+//! answered straight from and into byte buffers, without hickory's message decoding,
+//! per-query task, channel hop or record allocations.
+//!
+//! Anything else (static names, other types, other options, EDNS version > 0, malformed
+//! input, answers that would need truncation) returns [`Fast::Fallback`] and takes the
+//! ordinary hickory path, which stays the reference: `tests` and the differential test
+//! check that both paths produce the same bytes apart from the ID. To make that
+//! possible the encoder here reproduces hickory-proto 0.26's name compression exactly
+//! (see [`Writer::name`]).
+
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::geo::{GeoLookup, canonical_ip, locate};
+use crate::metrics::{Metrics, Proto, QTYPES, rcode_index};
+use crate::model::{ClientSource, Decision, Family, Fx, Model, Outcome};
+use crate::route::{LiveHealth, route};
+use crate::snapshot::Snapshot;
+
+/// What the fast path did with a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fast {
+    /// `out` holds the response.
+    Reply,
+    /// Not a fast-path query: use the ordinary path.
+    Fallback,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Service(u16),
+    Other,
+}
+
+#[derive(Debug)]
+struct FastZone {
+    origin: Vec<u8>,
+    negative_ttl: u32,
+    mname: Vec<u8>,
+    rname: Vec<u8>,
+    serial: u32,
+    refresh: u32,
+    retry: u32,
+    expire: u32,
+    minimum: u32,
+}
+
+/// Wire-format lookup tables built with each snapshot.
+#[derive(Debug, Default)]
+pub struct FastIndex {
+    names: HashMap<Box<[u8]>, Kind, BuildHasherDefault<Fx>>,
+    zones: Vec<FastZone>,
+}
+
+/// Lower-case wire form of a presentation name (`www.example.` -> `\x03www\x07example\x00`).
+pub fn wire(name: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(name.len() + 2);
+    for label in name
+        .trim_end_matches('.')
+        .split('.')
+        .filter(|l| !l.is_empty())
+    {
+        out.push(label.len() as u8);
+        out.extend(label.bytes().map(|b| b.to_ascii_lowercase()));
+    }
+    out.push(0);
+    out
+}
+
+impl FastIndex {
+    /// Builds the tables from the model and its compiled zones (every existing name,
+    /// empty non-terminals included, so absence means NXDOMAIN).
+    pub fn build(model: &Model, zones: &super::zones::ZoneIndex) -> FastIndex {
+        let mut idx = FastIndex::default();
+        for (z, cz) in model.zones.iter().zip(&zones.zones) {
+            idx.zones.push(FastZone {
+                origin: wire(&z.origin),
+                negative_ttl: z.negative_ttl(),
+                mname: wire(&z.soa.mname),
+                rname: wire(&z.soa.rname),
+                serial: z.soa.serial,
+                refresh: z.soa.refresh,
+                retry: z.soa.retry,
+                expire: z.soa.expire,
+                minimum: z.soa.minimum,
+            });
+            for (name, node) in &cz.nodes {
+                let kind = match node.service {
+                    Some(sid) if node.rrsets.is_empty() => Kind::Service(sid),
+                    _ => Kind::Other,
+                };
+                idx.names
+                    .insert(wire(&name.to_string()).into_boxed_slice(), kind);
+            }
+        }
+        idx
+    }
+
+    /// The most specific zone whose origin is a label-aligned suffix of `name`.
+    fn zone_of(&self, name: &[u8]) -> Option<&FastZone> {
+        self.zones.iter().find(|z| {
+            let mut at = 0;
+            loop {
+                if name[at..] == z.origin[..] {
+                    return true;
+                }
+                let l = usize::from(name[at]);
+                if l == 0 {
+                    return false;
+                }
+                at += 1 + l;
+            }
+        })
+    }
+}
+
+/// Index of a numeric qtype in [`QTYPES`].
+fn qtype_idx(t: u16) -> usize {
+    let name = match t {
+        1 => "A",
+        28 => "AAAA",
+        5 => "CNAME",
+        16 => "TXT",
+        15 => "MX",
+        33 => "SRV",
+        257 => "CAA",
+        2 => "NS",
+        6 => "SOA",
+        12 => "PTR",
+        255 => "ANY",
+        65 => "HTTPS",
+        _ => "other",
+    };
+    QTYPES
+        .iter()
+        .position(|q| *q == name)
+        .unwrap_or(QTYPES.len() - 1)
+}
+
+/// hickory-proto 0.26 limits, mirrored so compression decisions match.
+const COMPRESSION_CANDIDATE_LIMIT: usize = 64;
+const COMPRESSED_NAME_LIMIT: usize = 120;
+
+/// A response writer whose name compression is hickory's: every label suffix of every
+/// name written is a candidate, matched byte for byte (case-sensitive), first match
+/// wins; the raw question is one candidate covering the whole question.
+struct Writer<'o> {
+    out: &'o mut Vec<u8>,
+    cand: [(u16, u16, u16); COMPRESSION_CANDIDATE_LIMIT],
+    ncand: usize,
+    scratch: [u8; 4096],
+    used: usize,
+    names: usize,
+}
+
+impl<'o> Writer<'o> {
+    fn new(out: &'o mut Vec<u8>) -> Self {
+        Writer {
+            out,
+            cand: [(0, 0, 0); COMPRESSION_CANDIDATE_LIMIT],
+            ncand: 0,
+            scratch: [0; 4096],
+            used: 0,
+            names: 0,
+        }
+    }
+
+    fn store(&mut self, start: usize, end: usize) {
+        let len = end - start;
+        if self.out.len() < 0x3FFF
+            && self.ncand < COMPRESSION_CANDIDATE_LIMIT
+            && self.used + len <= self.scratch.len()
+        {
+            self.scratch[self.used..self.used + len].copy_from_slice(&self.out[start..end]);
+            self.cand[self.ncand] = (start as u16, self.used as u16, len as u16);
+            self.ncand += 1;
+            self.used += len;
+        }
+    }
+
+    fn find(&self, start: usize, end: usize) -> Option<u16> {
+        let search = &self.out[start..end];
+        self.cand[..self.ncand]
+            .iter()
+            .find(|(_, s, l)| {
+                &self.scratch[usize::from(*s)..usize::from(*s) + usize::from(*l)] == search
+            })
+            .map(|(o, _, _)| *o)
+    }
+
+    /// Writes a name given in wire form (labels, then 0), compressing as hickory does.
+    fn name(&mut self, wire: &[u8]) {
+        let mut starts = [0usize; 128];
+        let mut n = 0;
+        let mut at = 0;
+        while wire[at] != 0 {
+            let l = usize::from(wire[at]);
+            starts[n] = self.out.len();
+            n += 1;
+            self.out.extend_from_slice(&wire[at..at + 1 + l]);
+            at += 1 + l;
+        }
+        let last = self.out.len();
+        if self.names < COMPRESSED_NAME_LIMIT {
+            self.names += 1;
+            for &idx in &starts[..n] {
+                match self.find(idx, last) {
+                    Some(loc) if loc & 0xC000 == 0 => {
+                        self.out.truncate(idx);
+                        self.out.extend_from_slice(&(0xC000 | loc).to_be_bytes());
+                        return;
+                    }
+                    _ => self.store(idx, last),
+                }
+            }
+        } else {
+            for &idx in &starts[..n] {
+                self.store(idx, last);
+            }
+        }
+        self.out.push(0);
+    }
+
+    fn u16(&mut self, v: u16) {
+        self.out.extend_from_slice(&v.to_be_bytes());
+    }
+
+    fn u32(&mut self, v: u32) {
+        self.out.extend_from_slice(&v.to_be_bytes());
+    }
+}
+
+/// The parsed fast-path query.
+struct Query<'p> {
+    /// Question bytes as received (original case), name through class.
+    question: &'p [u8],
+    /// Lower-case wire name.
+    lname: [u8; 255],
+    lname_len: usize,
+    /// Original-case wire name.
+    qname: &'p [u8],
+    qtype: u16,
+    /// Response OPT payload when the query had OPT.
+    opt_payload: Option<u16>,
+    /// The ECS option body, when present.
+    ecs: Option<&'p [u8]>,
+}
+
+fn u16_at(p: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*p.get(at)?, *p.get(at + 1)?]))
+}
+
+fn parse(pkt: &[u8], cap: u16) -> Option<Query<'_>> {
+    if pkt.len() < 12 {
+        return None;
+    }
+    let flags = u16_at(pkt, 2)?;
+    // QR=0, OPCODE=0, TC=0; one question, no answer/authority, at most the OPT.
+    if flags & 0xFA00 != 0 || u16_at(pkt, 4)? != 1 || u16_at(pkt, 6)? != 0 || u16_at(pkt, 8)? != 0 {
+        return None;
+    }
+    let arcount = u16_at(pkt, 10)?;
+    if arcount > 1 {
+        return None;
+    }
+    let mut lname = [0u8; 255];
+    let mut ln = 0;
+    let mut at = 12;
+    loop {
+        let l = usize::from(*pkt.get(at)?);
+        if l == 0 {
+            lname[ln] = 0;
+            ln += 1;
+            at += 1;
+            break;
+        }
+        if l > 63 || ln + l + 2 > 255 {
+            return None;
+        }
+        let label = pkt.get(at + 1..at + 1 + l)?;
+        lname[ln] = l as u8;
+        for (d, s) in lname[ln + 1..ln + 1 + l].iter_mut().zip(label) {
+            *d = s.to_ascii_lowercase();
+        }
+        ln += 1 + l;
+        at += 1 + l;
+    }
+    let qname = &pkt[12..at];
+    let qtype = u16_at(pkt, at)?;
+    if u16_at(pkt, at + 2)? != 1 {
+        return None;
+    }
+    let q_end = at + 4;
+    let mut q = Query {
+        question: &pkt[12..q_end],
+        lname,
+        lname_len: ln,
+        qname,
+        qtype,
+        opt_payload: None,
+        ecs: None,
+    };
+    if arcount == 0 {
+        return (q_end == pkt.len()).then_some(q);
+    }
+    // OPT: root owner, type 41, CLASS = payload, TTL = ext-rcode/version/flags.
+    if *pkt.get(q_end)? != 0 || u16_at(pkt, q_end + 1)? != 41 {
+        return None;
+    }
+    let payload = u16_at(pkt, q_end + 3)?;
+    if *pkt.get(q_end + 6)? != 0 {
+        return None; // EDNS version > 0: BADVERS via the ordinary path.
+    }
+    let rdlen = usize::from(u16_at(pkt, q_end + 9)?);
+    let mut o = q_end + 11;
+    let end = o + rdlen;
+    if end != pkt.len() {
+        return None;
+    }
+    while o < end {
+        let code = u16_at(pkt, o)?;
+        let len = usize::from(u16_at(pkt, o + 2)?);
+        let body = pkt.get(o + 4..o + 4 + len)?;
+        if code != 8 || q.ecs.is_some() || super::ecs::check_option(body).is_err() {
+            return None;
+        }
+        q.ecs = Some(body);
+        o += 4 + len;
+    }
+    q.opt_payload = Some(payload.max(512).min(cap));
+    Some(q)
+}
+
+fn ecs_addr(body: &[u8]) -> IpAddr {
+    let addr = &body[4..];
+    if body[1] == 1 {
+        let mut o = [0u8; 4];
+        o[..addr.len()].copy_from_slice(addr);
+        IpAddr::V4(Ipv4Addr::from(o))
+    } else {
+        let mut o = [0u8; 16];
+        o[..addr.len()].copy_from_slice(addr);
+        IpAddr::V6(Ipv6Addr::from(o))
+    }
+}
+
+/// Answers a query on the fast path, or says it is not one.
+pub fn answer(
+    snap: &Snapshot,
+    metrics: &Metrics,
+    pkt: &[u8],
+    src: IpAddr,
+    out: &mut Vec<u8>,
+) -> Fast {
+    let Some(q) = parse(pkt, snap.model.server.max_udp_payload) else {
+        return Fast::Fallback;
+    };
+    let lname = &q.lname[..q.lname_len];
+    let mut lookup = GeoLookup::Skipped;
+    let mut service = None;
+    let (zone, decision) = match snap.fast.names.get(lname) {
+        Some(Kind::Service(sid)) => {
+            let family = match q.qtype {
+                1 => Family::V4,
+                28 => Family::V6,
+                _ => return Fast::Fallback,
+            };
+            let (ip, source) = match q.ecs {
+                Some(b) if !super::ecs::unusable(ecs_addr(b), b[2]) => (
+                    canonical_ip(ecs_addr(b)),
+                    ClientSource::Ecs {
+                        source_prefix: b[2],
+                    },
+                ),
+                _ => (src, ClientSource::Resolver),
+            };
+            let (loc, how) = locate(&snap.model, snap.geo.as_deref(), ip, source);
+            lookup = how;
+            service = Some(*sid);
+            let d = route(&snap.model, *sid, family, &loc, &LiveHealth);
+            let zone = &snap.fast.zones[snap.model.services[usize::from(*sid)].zone];
+            (zone, Some(d))
+        }
+        Some(Kind::Other) => return Fast::Fallback,
+        None => match snap.fast.zone_of(lname) {
+            Some(z) => (z, None),
+            None => return Fast::Fallback,
+        },
+    };
+
+    let (rcode, scope) = match &decision {
+        None => (3u8, 0u8),
+        Some(Decision {
+            outcome: Outcome::ServFail,
+            scope,
+            ..
+        }) => (2, *scope),
+        Some(d) => (0, d.scope),
+    };
+    out.clear();
+    let mut w = Writer::new(out);
+    // Header: ID, QR AA, RD and CD echoed (RFC 1035 4.1.1; RFC 4035 3.2.2).
+    w.out.extend_from_slice(&pkt[..2]);
+    w.out.push(0x84 | (pkt[2] & 0x01));
+    w.out.push((pkt[3] & 0x10) | rcode);
+    let answers = match &decision {
+        Some(d) if d.outcome == Outcome::Answer => d.addrs.len() as u16,
+        _ => 0,
+    };
+    let negative = decision
+        .as_ref()
+        .is_none_or(|d| d.outcome == Outcome::NoData);
+    w.u16(1);
+    w.u16(answers);
+    w.u16(u16::from(negative));
+    w.u16(u16::from(q.opt_payload.is_some()));
+    w.out.extend_from_slice(q.question);
+    w.store(12, 12 + q.question.len());
+
+    if let Some(d) = decision.as_ref().filter(|d| d.outcome == Outcome::Answer) {
+        for a in d.addrs.as_slice() {
+            w.name(q.qname);
+            match a {
+                IpAddr::V4(v4) => {
+                    w.u16(1);
+                    w.u16(1);
+                    w.u32(d.ttl);
+                    w.u16(4);
+                    w.out.extend_from_slice(&v4.octets());
+                }
+                IpAddr::V6(v6) => {
+                    w.u16(28);
+                    w.u16(1);
+                    w.u32(d.ttl);
+                    w.u16(16);
+                    w.out.extend_from_slice(&v6.octets());
+                }
+            }
+        }
+    }
+    if negative {
+        // RFC 2308 3: the zone's SOA in AUTHORITY, TTL = min(SOA TTL, MINIMUM).
+        w.name(&zone.origin);
+        w.u16(6);
+        w.u16(1);
+        w.u32(zone.negative_ttl);
+        let len_at = w.out.len();
+        w.u16(0);
+        w.name(&zone.mname);
+        w.name(&zone.rname);
+        w.u32(zone.serial);
+        w.u32(zone.refresh);
+        w.u32(zone.retry);
+        w.u32(zone.expire);
+        w.u32(zone.minimum);
+        let rdlen = (w.out.len() - len_at - 2) as u16;
+        w.out[len_at..len_at + 2].copy_from_slice(&rdlen.to_be_bytes());
+    }
+    if let Some(payload) = q.opt_payload {
+        w.name(&[0]);
+        w.u16(41);
+        w.u16(payload);
+        w.u32(0);
+        match q.ecs {
+            Some(body) => {
+                w.u16(4 + body.len() as u16);
+                w.u16(8);
+                w.u16(body.len() as u16);
+                w.out.extend_from_slice(&body[..3]);
+                w.out.push(super::ecs::reply_scope(ecs_addr(body), scope));
+                w.out.extend_from_slice(&body[4..]);
+            }
+            None => w.u16(0),
+        }
+    }
+    let limit = usize::from(q.opt_payload.unwrap_or(512));
+    if out.len() > limit {
+        // Needs truncation: the ordinary path does TC exactly as hickory does.
+        return Fast::Fallback;
+    }
+    match lookup {
+        GeoLookup::Hit => metrics.geoip_hit.inc(),
+        GeoLookup::Miss => metrics.geoip_miss.inc(),
+        GeoLookup::Skipped => {}
+    }
+    if let (
+        Some(sid),
+        Some(Decision {
+            outcome: Outcome::Answer,
+            region: Some(r),
+            ..
+        }),
+    ) = (service, &decision)
+    {
+        snap.answer_counters[usize::from(sid)][usize::from(*r)].inc();
+    }
+    metrics.query(
+        Proto::Udp,
+        qtype_idx(q.qtype),
+        rcode_index(["NOERROR", "", "SERVFAIL", "NXDOMAIN"][usize::from(rcode)]),
+    );
+    Fast::Reply
+}
