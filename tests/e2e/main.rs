@@ -2,10 +2,12 @@
 //! dig), real HTTP. One test binary, as in hickory-dns, so the binary is built once.
 
 mod config_check;
+mod differential;
 mod harness;
 mod health;
 mod metrics;
 mod protocol;
+mod realworld;
 mod reload;
 mod routing;
 mod smoke;

@@ -1,0 +1,321 @@
+//! Differential test of the UDP fast path: a generated corpus of queries (names, types,
+//! ECS variants, EDNS variants, flags, malformed packets) goes through the fast path and
+//! through the ordinary hickory path; wherever the fast path answers, the bytes must be
+//! identical (the ID is copied by both, so it is compared too).
+
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use geode::dns::Handler;
+use geode::dns::fast::{self, Fast};
+use geode::metrics::Metrics;
+use geode::model::Probed;
+use geode::snapshot::Snapshot;
+use hickory_net::proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_net::proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
+use hickory_net::proto::rr::{Name, RecordType};
+
+use crate::harness::maxmind_city;
+
+fn config() -> String {
+    format!(
+        r#"
+[server]
+geoip_db = "{db}"
+
+[zones."gslb.example."]
+ttl = 300
+soa = {{ mname = "ns1.gslb.example.", rname = "hostmaster.gslb.example.", serial = 7, minimum = 60 }}
+ns = ["ns1.gslb.example."]
+records = [
+  {{ name = "ns1", type = "A", value = "192.0.2.53" }},
+  {{ name = "a.b", type = "TXT", value = "deep" }},
+  {{ name = "alias", type = "CNAME", value = "www" }},
+]
+
+[zones."other.test."]
+soa = {{ mname = "ns.other.test.", rname = "h.other.test.", serial = 1 }}
+ns = ["ns.other.test."]
+
+[regions.eu]
+location = {{ lat = 51.5, lon = -0.1 }}
+endpoints = [{{ address = "192.0.2.1" }}, {{ address = "192.0.2.2" }}, {{ address = "2001:db8::1" }}]
+[regions.us]
+location = {{ lat = 39.0, lon = -77.5 }}
+endpoints = [{{ address = "198.51.100.1" }}, {{ address = "198.51.100.2" }}, {{ address = "198.51.100.3" }}]
+[regions.asia]
+location = {{ lat = 31.2, lon = 121.5 }}
+weight = 50
+endpoints = [{{ address = "203.0.113.1" }}, {{ address = "2001:db8::3" }}]
+[regions.down]
+location = {{ lat = 40.0, lon = -3.0 }}
+endpoints = [{{ address = "203.0.113.9", check = "c" }}]
+
+[checks.c]
+type = "tcp"
+port = 9
+
+[services."www.gslb.example."]
+regions = ["eu", "us", "asia", "down"]
+max_answers = 2
+fence = {{ "country:CN" = ["asia"] }}
+
+[services."fo.gslb.example."]
+regions = ["down", "us"]
+policy = "failover"
+
+[services."w.gslb.example."]
+regions = ["eu", "us", "asia"]
+policy = "weighted"
+max_answers = 16
+
+[services."sf.gslb.example."]
+regions = ["down"]
+when_all_down = "servfail"
+
+[services."nd.gslb.example."]
+regions = ["down"]
+when_all_down = "nodata"
+
+[services."www.other.test."]
+regions = ["us"]
+
+[latency]
+"country:SE" = {{ us = 20 }}
+
+[client_networks]
+"10.9.0.0/16" = {{ country = "CN" }}
+"#,
+        db = maxmind_city().display()
+    )
+}
+
+fn snapshot() -> (Arc<ArcSwap<Snapshot>>, Arc<Metrics>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("geode.toml");
+    std::fs::write(&path, config()).unwrap();
+    let (loaded, geo) = geode::app::load(&path, None).expect("config loads");
+    for r in &loaded.model.regions {
+        for e in &r.endpoints {
+            e.health.set(if r.name == "down" {
+                Probed::Down
+            } else {
+                Probed::Up
+            });
+        }
+    }
+    let metrics = Arc::new(Metrics::new().unwrap());
+    let snap = Snapshot::build(loaded, geo, &metrics);
+    (Arc::new(ArcSwap::from_pointee(snap)), metrics)
+}
+
+/// Deterministic xorshift so the corpus is the same on every run.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
+        &v[(self.next() % v.len() as u64) as usize]
+    }
+}
+
+fn corpus() -> Vec<Vec<u8>> {
+    // Weighted toward what real traffic is: GSLB names and A/AAAA.
+    let names = [
+        "www.gslb.example.",
+        "www.gslb.example.",
+        "www.gslb.example.",
+        "w.gslb.example.",
+        "fo.gslb.example.",
+        "www.gslb.example.",
+        "WwW.GsLb.ExAmPlE.",
+        "fo.gslb.example.",
+        "w.gslb.example.",
+        "sf.gslb.example.",
+        "nd.gslb.example.",
+        "www.other.test.",
+        "gslb.example.",
+        "ns1.gslb.example.",
+        "b.gslb.example.",
+        "a.b.gslb.example.",
+        "alias.gslb.example.",
+        "nope.gslb.example.",
+        "x.y.z.gslb.example.",
+        "NoPe.Other.Test.",
+        "outside.example.",
+        "example.",
+    ];
+    let types = [
+        RecordType::A,
+        RecordType::A,
+        RecordType::A,
+        RecordType::A,
+        RecordType::AAAA,
+        RecordType::AAAA,
+        RecordType::AAAA,
+        RecordType::TXT,
+        RecordType::MX,
+        RecordType::ANY,
+        RecordType::SOA,
+        RecordType::NS,
+    ];
+    let ecs = [
+        None,
+        Some("81.2.69.142/31"), // GB
+        Some("81.2.69.0/24"),
+        Some("89.160.20.112/28"), // SE
+        Some("216.160.83.56/29"), // US
+        Some("2001:250::/31"),    // CN
+        Some("10.9.1.0/24"),      // client_networks CN
+        Some("0.0.0.0/0"),
+        Some("127.0.0.0/24"),
+        Some("192.0.2.0/24"),
+        Some("2a02:d040::/29"),
+        Some("2001:db8::/56"),
+        Some("::ffff:81.2.69.0/120"),
+    ];
+    let mut out = Vec::new();
+    let mut rng = Rng(0x9e3779b97f4a7c15);
+    for i in 0..4000u32 {
+        let name = *rng.pick(&names);
+        let t = *rng.pick(&types);
+        let mut msg = Message::query();
+        msg.metadata.id = (i % 65536) as u16;
+        msg.metadata.recursion_desired = rng.next().is_multiple_of(2);
+        msg.metadata.checking_disabled = rng.next().is_multiple_of(5);
+        msg.add_query(Query::query(Name::from_str(name).unwrap(), t));
+        let edns_mode = rng.next() % 20;
+        if edns_mode > 2 {
+            let mut e = Edns::new();
+            e.set_max_payload(*rng.pick(&[0u16, 512, 1232, 4096, 1400]));
+            if edns_mode == 3 {
+                e.set_version(1);
+            }
+            if let Some(s) = rng.pick(&ecs) {
+                e.options_mut()
+                    .insert(EdnsOption::Subnet(ClientSubnet::from_str(s).unwrap()));
+            }
+            if rng.next().is_multiple_of(20) {
+                e.options_mut()
+                    .insert(EdnsOption::Unknown(10, vec![1, 2, 3, 4, 5, 6, 7, 8]));
+            }
+            msg.set_edns(e);
+        }
+        let mut bytes = msg.to_vec().unwrap();
+        match rng.next() % 60 {
+            0 => bytes.truncate((rng.next() as usize) % bytes.len().max(1)),
+            1 => bytes[2] |= 0x80,                        // QR=1
+            2 => bytes[2] = (bytes[2] & 0x87) | (2 << 3), // opcode STATUS
+            3 => bytes[5] = 2,                            // qdcount 2
+            4 => bytes[5] = 0,                            // qdcount 0
+            5 => bytes.push(0),                           // trailing garbage
+            6 => {
+                // ECS with a bit set beyond the source prefix (raw edit of the last byte)
+                if let Some(last) = bytes.last_mut() {
+                    *last |= 1;
+                }
+            }
+            _ => {}
+        }
+        out.push(bytes);
+    }
+    out
+}
+
+#[test]
+fn fast_path_answers_byte_for_byte_like_the_ordinary_path() {
+    let (shared, metrics) = snapshot();
+    let handler = Handler::new(shared.clone(), metrics.clone());
+    let snap = shared.load();
+    let (mut fast_out, mut slow_out) = (Vec::new(), Vec::new());
+    let mut answered_fast = 0;
+    let corpus = corpus();
+    for (i, pkt) in corpus.iter().enumerate() {
+        let src: SocketAddr = if i % 3 == 0 {
+            "81.2.69.160:5353".parse().unwrap()
+        } else {
+            "127.0.0.1:5353".parse().unwrap()
+        };
+        let fast_said = fast::answer(&snap, &metrics, pkt, src.ip(), &mut fast_out);
+        let slow_said = handler.ordinary_udp(&snap, pkt, src, &mut slow_out);
+        if fast_said == Fast::Reply {
+            answered_fast += 1;
+            assert!(
+                slow_said,
+                "packet {i}: fast path answered, ordinary path would not: {pkt:02x?}"
+            );
+            if fast_out != slow_out {
+                let f = Message::from_vec(&fast_out)
+                    .map(|m| m.to_string())
+                    .unwrap_or_else(|e| format!("undecodable: {e}"));
+                let s = Message::from_vec(&slow_out)
+                    .map(|m| m.to_string())
+                    .unwrap_or_else(|e| format!("undecodable: {e}"));
+                panic!(
+                    "packet {i} differs\nquery: {pkt:02x?}\nfast:     {fast_out:02x?}\nordinary: {slow_out:02x?}\nfast:\n{f}\nordinary:\n{s}"
+                );
+            }
+        }
+    }
+    // About 45% of the corpus is fast-path shaped (GSLB A/AAAA, NXDOMAIN) before the
+    // malformed and unusual variants: if the fast path takes far fewer, it is declining
+    // work it should do and this test proves little.
+    assert!(
+        answered_fast * 4 > corpus.len(),
+        "fast path answered only {answered_fast} of {}",
+        corpus.len()
+    );
+}
+
+#[test]
+fn fast_path_leaves_unusual_queries_to_the_ordinary_path() {
+    let (shared, metrics) = snapshot();
+    let snap = shared.load();
+    let mut out = Vec::new();
+    let q = |name: &str, t: RecordType, f: &dyn Fn(&mut Message)| {
+        let mut m = Message::query();
+        m.add_query(Query::query(Name::from_str(name).unwrap(), t));
+        f(&mut m);
+        m.to_vec().unwrap()
+    };
+    let fallback = [
+        q("ns1.gslb.example.", RecordType::A, &|_| {}), // static name
+        q("www.gslb.example.", RecordType::TXT, &|_| {}), // other type at a GSLB name
+        q("outside.example.", RecordType::A, &|_| {}),  // REFUSED
+        q("www.gslb.example.", RecordType::A, &|m| {
+            let mut e = Edns::new();
+            e.set_version(1);
+            m.set_edns(e);
+        }),
+        q("www.gslb.example.", RecordType::A, &|m| {
+            m.metadata.op_code = OpCode::Status;
+        }),
+        q("www.gslb.example.", RecordType::A, &|m| {
+            m.metadata.message_type = MessageType::Response;
+        }),
+    ];
+    for (i, pkt) in fallback.iter().enumerate() {
+        assert_eq!(
+            fast::answer(&snap, &metrics, pkt, IpAddr::from([127, 0, 0, 1]), &mut out),
+            Fast::Fallback,
+            "case {i}"
+        );
+    }
+    let fast_ok = q("www.gslb.example.", RecordType::A, &|_| {});
+    assert_eq!(
+        fast::answer(
+            &snap,
+            &metrics,
+            &fast_ok,
+            IpAddr::from([127, 0, 0, 1]),
+            &mut out
+        ),
+        Fast::Reply
+    );
+}
