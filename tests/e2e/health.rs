@@ -325,8 +325,8 @@ expect_body = "ok"
     )
 }
 
-/// `www.gslb.test.`: region `near` (one probed endpoint, `near_ep`, described in full by
-/// the caller) and region `far` (always up), `near` being nearer to CLIENT.
+/// `www.gslb.test.`: region `near` (the endpoints the caller writes out, as TOML inline
+/// tables) and region `far` (always up), `near` being nearer to CLIENT.
 fn near_far(checks: &str, near_endpoints: &str) -> String {
     format!(
         r#"{ZONE}
