@@ -437,26 +437,6 @@ async fn counters_now(g: &Geode, region: &str, endpoint: &str) -> Counters {
     counters(&scrape(g).await, region, endpoint)
 }
 
-/// Logs without terminal colour codes.
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            if chars.next() == Some('[') {
-                for c in chars.by_ref() {
-                    if ('@'..='~').contains(&c) {
-                        break;
-                    }
-                }
-            }
-            continue;
-        }
-        out.push(c);
-    }
-    out
-}
-
 // ---------------------------------------------------------------------------------------
 // (1) every failure mode takes the endpoint out of answers, and healthy brings it back
 // ---------------------------------------------------------------------------------------
@@ -533,7 +513,7 @@ async fn fails_over_and_back(mode: Mode, reason: &str) {
         "{mode:?}: back after rise = 2 successes: {c1:?} -> {c2:?}"
     );
     assert_eq!(last_result(&g, "near", NEAR_EP).await, "ok");
-    let log = strip_ansi(&g.logs());
+    let log = g.logs();
     assert!(
         log.lines()
             .any(|l| l.contains("endpoint health changed") && l.contains(reason)),
@@ -971,9 +951,7 @@ impl Unready {
         let log2 = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                log2.lock()
-                    .unwrap()
-                    .push((Instant::now(), strip_ansi(&line)));
+                log2.lock().unwrap().push((Instant::now(), line));
             }
         });
         Unready { child, log }

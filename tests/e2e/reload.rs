@@ -174,29 +174,9 @@ fn replace_file(path: &Path, bytes: impl AsRef<[u8]>) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
-/// Logs without terminal colour codes.
+/// Everything geode logged so far.
 fn logs(g: &Geode) -> String {
-    strip_ansi(&g.logs())
-}
-
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // CSI: ESC [ params final-byte
-            if chars.next() == Some('[') {
-                for c in chars.by_ref() {
-                    if ('@'..='~').contains(&c) {
-                        break;
-                    }
-                }
-            }
-            continue;
-        }
-        out.push(c);
-    }
-    out
+    g.logs()
 }
 
 /// GET /status as JSON.
@@ -823,7 +803,6 @@ impl Bare {
             let log = log.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    let line = strip_ansi(&line);
                     log.lock().unwrap().push_str(&line);
                     log.lock().unwrap().push('\n');
                     let _ = tx.send(line);

@@ -39,6 +39,12 @@ async fn demo_answers_dig() {
     let g = demo();
     let out = g.dig(&["+short", "www.gslb.example", "+subnet=198.51.100.128/26"]);
     assert_eq!(out.trim(), "192.0.2.40", "dig output: {out}");
+    // Logs to a pipe (journald, a log shipper) carry no terminal colour codes.
+    assert!(
+        !g.logs().contains('\u{1b}'),
+        "ANSI escapes in piped logs:\n{}",
+        g.logs()
+    );
     let stopped = g.stop();
     assert!(stopped.success(), "SIGTERM exits 0: {stopped:?}");
 }
