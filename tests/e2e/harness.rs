@@ -80,16 +80,23 @@ impl Geode {
 
     /// Starts geode on an existing config file; `dir` is kept alive with it.
     pub fn start_at(dir: Arc<tempfile::TempDir>, config: &Path, extra: &[&str]) -> Geode {
+        let mut args = vec![
+            "--dns-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ];
+        args.extend_from_slice(extra);
+        Geode::start_args(dir, config, &args)
+    }
+
+    /// Starts geode with exactly these arguments after `serve --config PATH` (no listen
+    /// overrides added: a test of the file's own `dns_listen` passes only `--http-listen`).
+    pub fn start_args(dir: Arc<tempfile::TempDir>, config: &Path, args: &[&str]) -> Geode {
         let mut child = Command::new(GEODE)
             .args(["serve", "--config"])
             .arg(config)
-            .args([
-                "--dns-listen",
-                "127.0.0.1:0",
-                "--http-listen",
-                "127.0.0.1:0",
-            ])
-            .args(extra)
+            .args(args)
             .env("RUST_LOG", "info,hickory_server=warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

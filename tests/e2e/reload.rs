@@ -3,19 +3,15 @@
 //! start-only keys, health state across reloads, and no failed query while reloading.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::str::FromStr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hickory_net::proto::op::ResponseCode;
 use hickory_net::proto::rr::RecordType;
 
-use crate::harness::{GEODE, Geode, addrs, ecs_of};
+use crate::harness::{Geode, addrs, ecs_of};
 use crate::metrics::{build_geoip, query_once, reloads, scrape, try_query, udp_once};
 
 // ---------------------------------------------------------------------------------------
@@ -174,11 +170,6 @@ fn replace_file(path: &Path, bytes: impl AsRef<[u8]>) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
-/// Everything geode logged so far.
-fn logs(g: &Geode) -> String {
-    g.logs()
-}
-
 /// GET /status as JSON.
 async fn status(g: &Geode) -> serde_json::Value {
     let (code, body) = g.http_get("/status").await;
@@ -207,7 +198,7 @@ async fn await_new_hash(g: &Geode, old: &str) -> String {
         assert!(
             Instant::now() < deadline,
             "config hash still {old} after 10 s; log:\n{}",
-            logs(g)
+            g.logs()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -224,7 +215,7 @@ async fn await_failure(g: &Geode, before: f64) -> f64 {
         assert!(
             Instant::now() < deadline,
             "no failed reload counted within 10 s (still {now}); log:\n{}",
-            logs(g)
+            g.logs()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -273,7 +264,7 @@ async fn reload_sighup_applies_latency_and_weight_edits() {
     await_new_hash(&g, &h1).await;
     assert_eq!(answers(&g).await, ("192.0.2.2".into(), "192.0.2.4".into()));
 
-    let log = logs(&g);
+    let log = g.logs();
     assert!(
         log.lines()
             .any(|l| l.contains("config reloaded") && l.contains("SIGHUP")),
@@ -294,7 +285,7 @@ async fn reload_file_replaced_by_rename_applies_without_sighup() {
         10,
         answers(&g).await.0 == "192.0.2.2",
         "latency edit not applied after rename; log:\n{}",
-        logs(&g)
+        g.logs()
     );
     k.w_c = 0; // weight edit
     k.w_d = 50;
@@ -303,12 +294,12 @@ async fn reload_file_replaced_by_rename_applies_without_sighup() {
         10,
         answers_are(&g, &k).await,
         "weight edit not applied after rename; log:\n{}",
-        logs(&g)
+        g.logs()
     );
     assert!(
-        logs(&g).contains("file change"),
+        g.logs().contains("file change"),
         "reload attributed to the file change:\n{}",
-        logs(&g)
+        g.logs()
     );
 }
 
@@ -325,14 +316,14 @@ async fn reload_file_rewritten_in_place_applies_without_sighup() {
         answers_are(&g, &v2()).await,
         "in-place rewrite not applied; answers {:?}; log:\n{}",
         answers(&g).await,
-        logs(&g)
+        g.logs()
     );
     std::fs::write(&path, v1().toml()).unwrap();
     crate::assert_eventually!(
         10,
         answers_are(&g, &v1()).await,
         "second in-place rewrite not applied; log:\n{}",
-        logs(&g)
+        g.logs()
     );
 }
 
@@ -357,9 +348,9 @@ async fn refuses(g: &Geode, path: &Path, bad: &str, expect: &str) {
     );
     crate::assert_eventually!(
         5,
-        logs(g).contains(expect),
+        g.logs().contains(expect),
         "log names file:line:key {expect:?}; log:\n{}",
-        logs(g)
+        g.logs()
     );
 }
 
@@ -522,7 +513,7 @@ async fn reload_fifty_times_under_query_load_without_a_failed_query() {
         assert!(
             seen.contains_key(*a),
             "answer {a} never seen during the reloads; seen {seen:?}; log:\n{}",
-            logs(&g)
+            g.logs()
         );
     }
     let ok = reloads(&g, "success").await - ok_before;
@@ -600,7 +591,7 @@ regions = ["us", "eu"]
         10,
         ask().await == ["192.0.2.10"],
         "answer did not move after the GeoIP database was replaced; log:\n{}",
-        logs(&g)
+        g.logs()
     );
     assert_eq!(hash(&g).await, h, "the config itself did not change");
 
@@ -616,9 +607,9 @@ regions = ["us", "eu"]
     }
     crate::assert_eventually!(
         5,
-        logs(&g).contains("server.geoip_db"),
+        g.logs().contains("server.geoip_db"),
         "the refusal names server.geoip_db; log:\n{}",
-        logs(&g)
+        g.logs()
     );
     assert_eq!(
         status(&g)
@@ -635,7 +626,7 @@ regions = ["us", "eu"]
         10,
         ask().await == ["192.0.2.20"],
         "a valid database after a broken one is loaded; log:\n{}",
-        logs(&g)
+        g.logs()
     );
 }
 
@@ -713,7 +704,7 @@ when_all_down = "all"
                 near().await,
                 ["192.0.2.2"],
                 "the down endpoint came back up across a reload; log:\n{}",
-                logs(&g)
+                g.logs()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -753,11 +744,11 @@ async fn reload_refuses_start_only_change_and_applies_nothing_from_that_file() {
     await_failure(&g, before).await;
     crate::assert_eventually!(
         5,
-        logs(&g)
+        g.logs()
             .lines()
             .any(|l| l.contains("server.tcp_max_connections") && l.contains("restart")),
         "the refusal names the key and says a restart is needed; log:\n{}",
-        logs(&g)
+        g.logs()
     );
     assert!(
         answers_are(&g, &v1()).await,
@@ -776,115 +767,6 @@ async fn reload_refuses_start_only_change_and_applies_nothing_from_that_file() {
     assert!(answers_are(&g, &v2()).await);
 }
 
-/// geode started without `--dns-listen`, so `server.dns_listen` from the file is in force.
-struct Bare {
-    child: Child,
-    udp: SocketAddr,
-    http: SocketAddr,
-    log: Arc<Mutex<String>>,
-}
-
-impl Bare {
-    fn start(config: &Path) -> Bare {
-        let mut child = Command::new(GEODE)
-            .args(["serve", "--config"])
-            .arg(config)
-            .args(["--http-listen", "127.0.0.1:0"])
-            .env("RUST_LOG", "info,hickory_server=warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn geode");
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
-        {
-            let log = log.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    log.lock().unwrap().push_str(&line);
-                    log.lock().unwrap().push('\n');
-                    let _ = tx.send(line);
-                }
-            });
-        }
-        let (mut udp, mut http) = (None, None);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let line = match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(l) => l,
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!("geode did not become ready:\n{}", log.lock().unwrap());
-                }
-            };
-            let addr = |kind: &str| {
-                line.split(&format!("listening on {kind} "))
-                    .nth(1)
-                    .and_then(|a| SocketAddr::from_str(a.trim()).ok())
-            };
-            udp = udp.or_else(|| addr("udp"));
-            http = http.or_else(|| addr("http"));
-            if line.ends_with(" ready") {
-                break;
-            }
-        }
-        Bare {
-            child,
-            udp: udp.expect("udp address logged"),
-            http: http.expect("http address logged"),
-            log,
-        }
-    }
-
-    fn hup(&self) {
-        let ok = Command::new("kill")
-            .args(["-s", "HUP", &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-    }
-
-    async fn metric(&self, result: &str) -> f64 {
-        let body = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .unwrap()
-            .get(format!("http://{}/metrics", self.http))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        crate::metrics::Exposition::parse(&body)
-            .value("geode_config_reloads_total", &[("result", result)])
-    }
-
-    async fn wt(&self) -> Vec<String> {
-        let client = udp_once(self.udp, Duration::from_secs(2));
-        let m = try_query(
-            &client,
-            "wt.gslb.test.",
-            RecordType::A,
-            Some(CLIENT),
-            Duration::from_secs(3),
-        )
-        .await
-        .unwrap();
-        addrs(&m)
-    }
-}
-
-impl Drop for Bare {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn reload_refuses_dns_listen_change_by_name() {
     // dns_listen from the file (port 0: the kernel picks), no CLI override.
@@ -894,38 +776,28 @@ async fn reload_refuses_dns_listen_change_by_name() {
             &format!("dns_listen = {listen}"),
         )
     };
-    let (_dir, path) = config_dir(&with_listen(&v1(), r#"["127.0.0.1:0"]"#));
-    let g = Bare::start(&path);
-    assert_eq!(g.wt().await, ["192.0.2.3"]);
-    let before = g.metric("failure").await;
+    let (dir, path) = config_dir(&with_listen(&v1(), r#"["127.0.0.1:0"]"#));
+    let g = Geode::start_args(dir, &path, &["--http-listen", "127.0.0.1:0"]);
+    assert_eq!(answers(&g).await.1, "192.0.2.3");
+    let before = reloads(&g, "failure").await;
 
     // Move the listener (never bound: the reload is refused) and swap the weights.
     replace_file(&path, with_listen(&v2(), r#"["127.0.0.1:0", "[::1]:0"]"#));
-    g.hup();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while g.metric("failure").await <= before {
-        assert!(
-            Instant::now() < deadline,
-            "refusal not counted:\n{}",
-            g.log.lock().unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    g.signal("HUP");
+    await_failure(&g, before).await;
     // The refusal is counted, then logged.
     crate::assert_eventually!(
         5,
-        g.log
-            .lock()
-            .unwrap()
+        g.logs()
             .lines()
             .any(|l| l.contains("server.dns_listen") && l.contains("restart")),
         "the refusal names server.dns_listen:\n{}",
-        g.log.lock().unwrap()
+        g.logs()
     );
-    let log = g.log.lock().unwrap().clone();
+    let log = g.logs();
     assert_eq!(
-        g.wt().await,
-        ["192.0.2.3"],
+        answers(&g).await.1,
+        "192.0.2.3",
         "the weight change in the refused file must not apply"
     );
     assert_eq!(
@@ -967,7 +839,7 @@ async fn reload_status_shows_hash_and_load_time_and_metrics_advance() {
         5,
         reloads(&g, "success").await >= 2.0,
         "the early SIGHUP reloaded (start + 1); log:\n{}",
-        logs(&g)
+        g.logs()
     );
     let gauge = |e: &crate::metrics::Exposition| {
         e.get("geode_config_last_reload_success_timestamp_seconds", &[])
@@ -1040,7 +912,7 @@ async fn reload_configmap_symlink_swap_triggers_reload() {
         answers_are(&g, &v2()).await,
         "ConfigMap swap not picked up; answers {:?}; log:\n{}",
         answers(&g).await,
-        logs(&g)
+        g.logs()
     );
     // The kubelet then deletes the old dir; a second update works too.
     std::fs::remove_dir_all(d.join("..2026_a")).unwrap();
@@ -1049,6 +921,6 @@ async fn reload_configmap_symlink_swap_triggers_reload() {
         10,
         answers_are(&g, &v1()).await,
         "second ConfigMap swap not picked up; log:\n{}",
-        logs(&g)
+        g.logs()
     );
 }
