@@ -308,6 +308,17 @@ pub enum GeoLookup {
     Miss,
 }
 
+impl GeoLookup {
+    /// Counts this lookup in `geode_geoip_lookups_total`.
+    pub fn count(self, metrics: &crate::metrics::Metrics) {
+        match self {
+            GeoLookup::Hit => metrics.geoip_hit.inc(),
+            GeoLookup::Miss => metrics.geoip_miss.inc(),
+            GeoLookup::Skipped => {}
+        }
+    }
+}
+
 /// Locates a client: the longest `[client_networks]` match, else GeoIP, else unknown.
 /// The scope is the deciding network's prefix, lengthened so the block it names holds no
 /// operator network the client is not in.

@@ -481,11 +481,7 @@ pub fn answer(
         // Needs truncation: the ordinary path does TC exactly as hickory does.
         return Fast::Fallback;
     }
-    match lookup {
-        GeoLookup::Hit => metrics.geoip_hit.inc(),
-        GeoLookup::Miss => metrics.geoip_miss.inc(),
-        GeoLookup::Skipped => {}
-    }
+    lookup.count(metrics);
     if let (
         Some(sid),
         Some(Decision {

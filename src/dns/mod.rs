@@ -37,7 +37,7 @@ use hickory_server::proto::serialize::binary::{BinEncodable, BinEncoder};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
 
-use crate::geo::{GeoLookup, locate};
+use crate::geo::locate;
 use crate::metrics::{Metrics, Proto, qtype_index, rcode_index};
 use crate::model::{ClientLocation, ClientSource, Family, Outcome};
 use crate::route::{LiveHealth, route};
@@ -272,11 +272,7 @@ impl ClientLocator for CountingLocator<'_> {
             self.client.ip,
             self.client.source,
         );
-        match lookup {
-            GeoLookup::Hit => self.metrics.geoip_hit.inc(),
-            GeoLookup::Miss => self.metrics.geoip_miss.inc(),
-            GeoLookup::Skipped => {}
-        }
+        lookup.count(self.metrics);
         self.client.located = Some(loc);
         loc
     }
