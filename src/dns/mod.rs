@@ -19,6 +19,8 @@
 pub mod ecs;
 pub mod fast;
 pub mod listen;
+#[cfg(target_os = "linux")]
+mod mmsg;
 pub mod tcp;
 pub mod udp;
 pub mod zones;

@@ -1,12 +1,15 @@
 //! DNS protocol conformance of the real binary, one test per RFC section: header flags,
 //! negative answers, error rcodes, EDNS0, truncation, CNAME chasing, ANY, every record
-//! type served from config, DNS over TCP, dig end to end, and a clean SIGTERM.
+//! type served from config, DNS over TCP, dig end to end, a clean SIGTERM, and bursts
+//! of UDP queries (answered in recvmmsg/sendmmsg batches).
 //!
 //! Edge cases are sent as hand-built datagrams (`Packet`), so what goes on the wire is
 //! exactly what the test says; answers are decoded with hickory's `Message`.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hickory_net::proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
@@ -1510,4 +1513,245 @@ async fn rfc7766_6_2_3_a_client_that_never_reads_is_disconnected() {
     };
     eprintln!("closed ({end}) after {total} buffered bytes");
     still_serving(&g).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// UDP bursts: the server takes queued queries in recvmmsg batches and answers each batch
+// with one sendmmsg, so a burst exercises slots, per-slot reply buffers and addresses.
+
+/// What one query of a burst must get back.
+struct Expect {
+    rcode: ResponseCode,
+    /// The question echoed (None for FORMERR, whose question is unreadable).
+    name: Option<&'static str>,
+    addrs: &'static [&'static str],
+}
+
+/// Query `i` of a burst, with ID `id`: fast-path and ordinary-path answers, NXDOMAIN,
+/// REFUSED and a cut question (FORMERR), half of them with EDNS.
+fn burst_query(id: u16, i: usize) -> (Vec<u8>, Expect) {
+    let edns = |p: Packet| if (i / 6) % 2 == 1 { p.edns(1232, 0) } else { p };
+    let expect = |rcode, name, addrs| Expect { rcode, name, addrs };
+    match i % 6 {
+        0 => (
+            edns(Packet::query(id, "static.gslb.example.", T_A)).bytes(),
+            expect(
+                ResponseCode::NoError,
+                Some("static.gslb.example."),
+                &["192.0.2.1", "192.0.2.2"],
+            ),
+        ),
+        1 => (
+            edns(Packet::query(id, "nothere.gslb.example.", T_A)).bytes(),
+            expect(ResponseCode::NXDomain, Some("nothere.gslb.example."), &[]),
+        ),
+        2 => (
+            edns(Packet::query(id, "www.gslb.example.", T_A)).bytes(),
+            expect(
+                ResponseCode::NoError,
+                Some("www.gslb.example."),
+                &["192.0.2.10"],
+            ),
+        ),
+        3 => (
+            edns(Packet::query(id, "example.com.", T_A)).bytes(),
+            expect(ResponseCode::Refused, Some("example.com."), &[]),
+        ),
+        4 => (
+            edns(Packet::query(id, "static.gslb.example.", 15)).bytes(),
+            expect(ResponseCode::NoError, Some("static.gslb.example."), &[]),
+        ),
+        _ => {
+            let mut cut = Packet::query(id, "static.gslb.example.", T_A).bytes();
+            cut.truncate(cut.len() - 3);
+            (cut, expect(ResponseCode::FormErr, None, &[]))
+        }
+    }
+}
+
+/// Datagrams that must get no reply: shorter than a header, and a response (QR set).
+fn burst_dropped(id: u16) -> [Vec<u8>; 2] {
+    let q = Packet::query(id, "static.gslb.example.", T_A);
+    let short = q.bytes()[..5].to_vec();
+    [short, q.qr().bytes()]
+}
+
+/// A client socket whose receive buffer holds a whole burst of replies.
+fn burst_socket(addr: &str) -> UdpSocket {
+    let addr: SocketAddr = addr.parse().unwrap();
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )
+    .unwrap();
+    // Capped by net.core.rmem_max; the default (~200 KiB, ~250 small datagrams) already
+    // holds a burst, and `burst_replies` reads while we send anyway.
+    let _ = s.set_recv_buffer_size(4 << 20);
+    s.bind(&addr.into()).unwrap();
+    s.into()
+}
+
+/// Reads replies on `sock` in a thread until `want` have come and then `SILENCE` passes
+/// with no more (duplicates or strays would show up then), or `REPLY` passes with none.
+fn burst_replies(
+    sock: &UdpSocket,
+    want: usize,
+) -> std::thread::JoinHandle<Vec<(Vec<u8>, SocketAddr)>> {
+    let sock = sock.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 65535];
+        loop {
+            let wait = if got.len() >= want { SILENCE } else { REPLY };
+            sock.set_read_timeout(Some(wait)).unwrap();
+            match sock.recv_from(&mut buf) {
+                Ok((n, from)) => got.push((buf[..n].to_vec(), from)),
+                Err(_) => return got,
+            }
+        }
+    })
+}
+
+/// Every expected ID answered exactly once, from `server`, correctly; nothing else.
+fn check_burst(
+    who: &str,
+    got: &[(Vec<u8>, SocketAddr)],
+    server: SocketAddr,
+    expect: &HashMap<u16, Expect>,
+) {
+    let mut seen: HashMap<u16, usize> = HashMap::new();
+    for (bytes, from) in got {
+        assert_eq!(*from, server, "{who}: reply from the address it queried");
+        let m = decode(bytes);
+        let id = m.metadata.id;
+        let e = expect.get(&id).unwrap_or_else(|| {
+            panic!("{who}: reply to ID {id:#06x}, which is not this client's or must get none")
+        });
+        *seen.entry(id).or_default() += 1;
+        assert_eq!(m.metadata.message_type, MessageType::Response, "{who}");
+        assert_eq!(
+            m.metadata.response_code, e.rcode,
+            "{who}: ID {id:#06x}: {m:?}"
+        );
+        if let Some(name) = e.name {
+            assert_eq!(m.queries.len(), 1, "{who}: ID {id:#06x}: {m:?}");
+            assert_eq!(m.queries[0].name().to_string(), name, "{who}: ID {id:#06x}");
+        }
+        assert_eq!(addrs(&m), e.addrs, "{who}: ID {id:#06x}");
+    }
+    let mut missing: Vec<u16> = expect
+        .keys()
+        .filter(|id| !seen.contains_key(id))
+        .copied()
+        .collect();
+    missing.sort_unstable();
+    assert!(
+        missing.is_empty(),
+        "{who}: {} of {} queries unanswered: {missing:04x?}",
+        missing.len(),
+        expect.len()
+    );
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "{who}: answered more than once: {twice:x?}"
+    );
+}
+
+#[test]
+fn udp_burst_sent_without_reading_gets_every_answer_exactly_once() {
+    let g = start();
+    let sock = burst_socket("127.0.0.1:0");
+    let mut expect = HashMap::new();
+    let mut burst = Vec::new();
+    for i in 0..200 {
+        let id = 0x1000 + i as u16;
+        let (q, e) = burst_query(id, i);
+        burst.push(q);
+        expect.insert(id, e);
+        if i % 25 == 24 {
+            burst.extend(burst_dropped(0x8000 + i as u16));
+        }
+    }
+    let reader = burst_replies(&sock, expect.len());
+    for q in &burst {
+        sock.send_to(q, g.udp).unwrap();
+    }
+    let got = reader.join().unwrap();
+    check_burst("one client", &got, g.udp, &expect);
+}
+
+/// The `listening on udp ADDR` address whose text starts with `prefix`.
+fn udp_listener(g: &Geode, prefix: &str) -> SocketAddr {
+    g.logs()
+        .lines()
+        .filter_map(|l| l.split("listening on udp ").nth(1))
+        .find(|a| a.starts_with(prefix))
+        .and_then(|a| a.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no udp listener on {prefix}: {}", g.logs()))
+}
+
+#[test]
+fn udp_interleaved_bursts_from_several_clients_each_get_their_own_replies() {
+    // Two IPv4 clients at different addresses on one socket, and (when the host has IPv6
+    // loopback) two IPv6 clients on a [::1] socket: a batch mixes sources, and each reply
+    // must go back to the address its query came from.
+    let v6 = UdpSocket::bind("[::1]:0").is_ok();
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let path = dir.path().join("geode.toml");
+    std::fs::write(&path, config("")).unwrap();
+    let extra: &[&str] = if v6 {
+        &["--dns-listen", "[::1]:0"]
+    } else {
+        &[]
+    };
+    let g = Geode::start_at(dir, &path, extra);
+    let mut clients = vec![
+        ("127.0.0.1", burst_socket("127.0.0.1:0"), g.udp),
+        ("127.0.0.2", burst_socket("127.0.0.2:0"), g.udp),
+    ];
+    if v6 {
+        let server6 = udp_listener(&g, "[::1]:");
+        clients.push(("[::1] first", burst_socket("[::1]:0"), server6));
+        clients.push(("[::1] second", burst_socket("[::1]:0"), server6));
+    } else {
+        eprintln!("no IPv6 loopback: IPv4 clients only");
+    }
+    const PER_CLIENT: usize = 100;
+    let mut expects: Vec<HashMap<u16, Expect>> = Vec::new();
+    let mut bursts: Vec<Vec<Vec<u8>>> = Vec::new();
+    for c in 0..clients.len() {
+        let (mut expect, mut burst) = (HashMap::new(), Vec::new());
+        for i in 0..PER_CLIENT {
+            // IDs carry the client, so a reply sent to the wrong client is caught.
+            let id = ((c as u16) << 12) | i as u16;
+            let (q, e) = burst_query(id, i);
+            burst.push(vec![q]);
+            expect.insert(id, e);
+            if i % 25 == 24 {
+                burst[i].extend(burst_dropped(0x8000 | id));
+            }
+        }
+        expects.push(expect);
+        bursts.push(burst.into_iter().flatten().collect());
+    }
+    let readers: Vec<_> = clients
+        .iter()
+        .zip(&expects)
+        .map(|((_, sock, _), e)| burst_replies(sock, e.len()))
+        .collect();
+    // Round robin, packet by packet, no reads in between.
+    let longest = bursts.iter().map(Vec::len).max().unwrap();
+    for k in 0..longest {
+        for ((_, sock, server), burst) in clients.iter().zip(&bursts) {
+            if let Some(q) = burst.get(k) {
+                sock.send_to(q, server).unwrap();
+            }
+        }
+    }
+    for (((who, _, server), reader), expect) in clients.iter().zip(readers).zip(&expects) {
+        let got = reader.join().unwrap();
+        check_burst(who, &got, *server, expect);
+    }
 }
