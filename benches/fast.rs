@@ -33,12 +33,52 @@ fn load_messages(path: &Path) -> Option<Vec<Vec<u8>>> {
     Some(out)
 }
 
+/// The compiled GeoIP form must answer exactly as the mmdb reader does: checked on the
+/// full database for 2 M pseudo-random addresses (IPv4 and IPv6) before measuring.
+fn check_geoip(db: &geode::geo::GeoDb) {
+    let reader = maxminddb::Reader::open_readfile(db.path()).expect("database reopens");
+    let mut x: u128 = 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834;
+    let mut n = 0;
+    for _ in 0..1_000_000 {
+        x = x
+            .wrapping_mul(0x2360_ed05_1fc6_5da4_4385_df64_9fcc_f645)
+            .wrapping_add(1);
+        // Half of the IPv6 addresses in 2000::/4, where the networks are.
+        let v6 = if x & 1 == 0 {
+            x
+        } else {
+            (x >> 4) | (2u128 << 124)
+        };
+        for ip in [
+            IpAddr::V4(std::net::Ipv4Addr::from((x >> 64) as u32)),
+            IpAddr::V6(std::net::Ipv6Addr::from(v6)),
+        ] {
+            assert_eq!(
+                db.lookup(ip),
+                geode::geo::reference_lookup(&reader, ip),
+                "compiled GeoIP differs from the mmdb reader at {ip}"
+            );
+            n += 1;
+        }
+    }
+    let (classes, bytes) = db.footprint();
+    eprintln!(
+        "geoip: {n} lookups identical to the mmdb reader; {classes} location classes, {:.1} MiB compiled",
+        bytes as f64 / 1048576.0
+    );
+}
+
 fn setup() -> (Arc<ArcSwap<Snapshot>>, Arc<Metrics>, Vec<Vec<u8>>) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let config = root.join("bench/geode-bench.toml");
+    let t = std::time::Instant::now();
     let (loaded, geo) = geode::app::load(&config, None).unwrap_or_else(|e| {
         panic!("bench/geode-bench.toml does not load (run bench/fetch-geolite2.sh first):\n{e}")
     });
+    eprintln!("config and GeoIP load: {:.2} s", t.elapsed().as_secs_f64());
+    if let Some(db) = &geo {
+        check_geoip(db);
+    }
     let metrics = Arc::new(Metrics::new().unwrap());
     let snap = Snapshot::build(loaded, geo, &metrics);
     let msgs = load_messages(&root.join("bench/data/geo.bin")).expect(

@@ -1,0 +1,665 @@
+//! A compact binary trie compiled from a GeoIP database's search tree.
+//!
+//! A City database maps ~3.6 M networks to ~460 k data records, but geode reads only
+//! country, continent and coordinates from a record, and those repeat: GeoLite2-City
+//! has ~130 k distinct ones (location classes). Compiling the tree at load, with each
+//! record replaced by its class, lets sibling networks of the same class fold into one
+//! leaf, and leaves the database file unmapped: resident memory is the compiled trie,
+//! not whichever pages of a 60 MB file the lookups happened to touch.
+//!
+//! A folded leaf keeps the prefix length of the networks it replaced (`extra` counts the
+//! levels folded away), so a lookup reports exactly the network the database names,
+//! which is the ECS scope geode answers with (DESIGN.md, routing step 5).
+//!
+//! IPv4 networks (3.0 M of GeoLite2-City's 3.6 M) are not kept as trie nodes (8 bytes
+//! each) but in a [`V4Table`]: per /16 block, the sorted starts (2 bytes) and values
+//! (3 bytes) of runs of equal (class, prefix length), found by a short binary search.
+//! In an IPv6 tree the IPv4 subtree becomes one marker leaf ([`V4_SUBTREE`]), so its
+//! aliases (`::/96`, `::ffff:0:0/96`, `2002::/16`) all lead to the table.
+//!
+//! Pure: it knows nothing of the mmdb format beyond "a node has two records"; geo/mod.rs
+//! reads the file and decodes the records.
+
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+
+/// Marks a value as a leaf; otherwise it indexes `nodes`.
+const LEAF: u32 = 1 << 31;
+const EXTRA_SHIFT: u32 = 24;
+const EXTRA_MAX: u32 = 0x7f;
+const CLASS_MASK: u32 = (1 << EXTRA_SHIFT) - 1;
+/// Class ids fit in 24 bits; the all-ones id is reserved for the build's "not yet
+/// compiled" marker.
+pub const MAX_CLASSES: u32 = CLASS_MASK;
+/// The class of addresses the database has no record for.
+pub const NO_DATA: u32 = 0;
+/// The class a trie lookup reports when it reached the IPv4 subtree: continue in the
+/// [`V4Table`] with the next 32 bits; `prefix` is the depth it was reached at.
+pub const V4_SUBTREE: u32 = CLASS_MASK;
+const UNSET: u32 = u32::MAX;
+
+fn leaf(class: u32, extra: u32) -> u32 {
+    LEAF | (extra << EXTRA_SHIFT) | class
+}
+
+/// The compiled trie. `Box<[_]>` rather than `Vec`: no spare capacity held for life.
+#[derive(Debug)]
+pub struct Trie {
+    nodes: Box<[[u32; 2]]>,
+    root: u32,
+}
+
+/// The result of a walk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Found {
+    /// The location class, [`NO_DATA`] when the database has no record.
+    pub class: u32,
+    /// Prefix length of the database network the address is in.
+    pub prefix: u8,
+}
+
+/// Why a tree could not be compiled.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BuildError<E> {
+    /// Reading a record's class failed.
+    Class(E),
+    /// More nodes or classes than 31-/24-bit ids hold, or a tree whose paths multiply
+    /// (a damaged or hostile file: a verified real database never gets near this).
+    TooLarge,
+}
+
+impl Trie {
+    /// Compiles the tree of a database with `node_count` nodes and `bits`-bit addresses
+    /// (32 or 128). `read(node, side)` returns a node's left (0) or right (1) record;
+    /// `class_of(record, address, depth)` returns the class of a data record, given the
+    /// first address of one network pointing at it and that network's prefix length.
+    /// Source node `stop` (the IPv4 subtree) compiles to a [`V4_SUBTREE`] leaf; it must
+    /// not be reachable deeper than `bits - 32`.
+    pub fn build<E>(
+        node_count: u32,
+        bits: u32,
+        stop: Option<u32>,
+        read: impl Fn(u32, usize) -> u32,
+        class_of: impl FnMut(u32, u128, u32) -> Result<u32, E>,
+    ) -> Result<Trie, BuildError<E>> {
+        let mut b = Build {
+            node_count,
+            bits,
+            stop,
+            read,
+            class_of,
+            memo: vec![UNSET; node_count as usize],
+            nodes: Vec::new(),
+            // Each node is compiled once unless it sits within `bits` of the bottom on
+            // its first visit; a budget stops a crafted tree from multiplying paths.
+            budget: u64::from(node_count) * 4 + 1024,
+        };
+        let root = if node_count == 0 {
+            leaf(NO_DATA, 0)
+        } else if stop == Some(0) {
+            leaf(V4_SUBTREE, 0)
+        } else {
+            b.node(0, 0, 0)?.0
+        };
+        Ok(Trie {
+            nodes: b.nodes.into_boxed_slice(),
+            root,
+        })
+    }
+
+    /// Looks up `addr` (most significant bit first, left-aligned in a u128), reading at
+    /// most `bits` bits. Running out of bits on an inner node means no record, as in the
+    /// mmdb readers.
+    #[inline]
+    pub fn find(&self, addr: u128, bits: u32) -> Found {
+        let mut v = self.root;
+        let mut depth = 0u32;
+        while v & LEAF == 0 {
+            if depth == bits {
+                return Found {
+                    class: NO_DATA,
+                    prefix: depth as u8,
+                };
+            }
+            let bit = ((addr >> (127 - depth)) & 1) as usize;
+            v = self.nodes[v as usize][bit];
+            depth += 1;
+        }
+        let extra = (v >> EXTRA_SHIFT) & EXTRA_MAX;
+        Found {
+            class: v & CLASS_MASK,
+            prefix: (depth + extra) as u8,
+        }
+    }
+
+    /// A trie with no networks (an IPv4 database keeps everything in its [`V4Table`]).
+    pub fn empty() -> Trie {
+        Trie {
+            nodes: Box::new([]),
+            root: leaf(NO_DATA, 0),
+        }
+    }
+
+    /// Inner nodes held.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Bytes of heap the trie holds.
+    pub fn heap_bytes(&self) -> usize {
+        std::mem::size_of_val(&*self.nodes)
+    }
+}
+
+struct Build<R, C> {
+    node_count: u32,
+    bits: u32,
+    stop: Option<u32>,
+    read: R,
+    class_of: C,
+    /// Compiled value per source node, so shared subtrees (an IPv6 tree reaches its
+    /// IPv4 subtree from ::/96, ::ffff:0:0/96 and 2002::/16) compile once.
+    memo: Vec<u32>,
+    nodes: Vec<[u32; 2]>,
+    budget: u64,
+}
+
+impl<E, R: Fn(u32, usize) -> u32, C: FnMut(u32, u128, u32) -> Result<u32, E>> Build<R, C> {
+    /// Compiles source node `n` reached by `path` at `depth`. The flag says the result
+    /// depends on the depth (the walk ran out of bits inside it), so it is not memoised.
+    fn node(&mut self, n: u32, path: u128, depth: u32) -> Result<(u32, bool), BuildError<E>> {
+        if depth == self.bits {
+            // Bits run out on an inner node: no record, prefix = all bits. A leaf
+            // with no folded levels at this depth says exactly that.
+            return Ok((leaf(NO_DATA, 0), true));
+        }
+        let memo = self.memo[n as usize];
+        if memo != UNSET {
+            return Ok((memo, false));
+        }
+        if self.budget == 0 {
+            return Err(BuildError::TooLarge);
+        }
+        self.budget -= 1;
+        let mut kids = [0u32; 2];
+        let mut depends = false;
+        for (side, kid) in kids.iter_mut().enumerate() {
+            let raw = (self.read)(n, side);
+            let p = path | ((side as u128) << (127 - depth));
+            *kid = if Some(raw) == self.stop {
+                if depth + 1 + 32 > self.bits {
+                    return Err(BuildError::TooLarge);
+                }
+                leaf(V4_SUBTREE, 0)
+            } else if raw < self.node_count {
+                let (v, d) = self.node(raw, p, depth + 1)?;
+                depends |= d;
+                v
+            } else if raw == self.node_count {
+                leaf(NO_DATA, 0)
+            } else {
+                let class = (self.class_of)(raw, p, depth + 1).map_err(BuildError::Class)?;
+                if class >= MAX_CLASSES {
+                    return Err(BuildError::TooLarge);
+                }
+                leaf(class, 0)
+            };
+        }
+        let [l, r] = kids;
+        let foldable = l & LEAF != 0
+            && l & CLASS_MASK != V4_SUBTREE
+            && (l >> EXTRA_SHIFT) & EXTRA_MAX < EXTRA_MAX;
+        let v = if l == r && foldable {
+            // Both halves are the same class at the same prefix length: one leaf that
+            // remembers the level it folded.
+            l + (1 << EXTRA_SHIFT)
+        } else {
+            let idx = u32::try_from(self.nodes.len())
+                .ok()
+                .filter(|&i| i < LEAF)
+                .ok_or(BuildError::TooLarge)?;
+            self.nodes.push(kids);
+            idx
+        };
+        if !depends {
+            self.memo[n as usize] = v;
+        }
+        Ok((v, depends))
+    }
+}
+
+/// IPv4 networks as runs of equal (class, prefix length), split into /16 blocks.
+#[derive(Debug)]
+pub struct V4Table {
+    /// Block `b`'s entries are `index[b]..index[b + 1]`; the first starts at offset 0.
+    index: Box<[u32]>,
+    /// Entry start, as the low 16 bits of the address.
+    starts: Box<[u16]>,
+    /// Entry value: a 24-bit index into `values` (3 bytes, not 4: 3 M entries).
+    ids: Box<[[u8; 3]]>,
+    /// Distinct values: class | prefix length << 24.
+    values: Box<[u32]>,
+}
+
+impl V4Table {
+    /// Compiles the IPv4 tree whose top record is `top` (a node, or a leaf when the
+    /// whole space is one network). `shift` places a 32-bit address in the left-aligned
+    /// u128 that `class_of` receives: 96 for an IPv4 tree, 0 for the subtree at `::/96`
+    /// of an IPv6 tree.
+    pub fn build<E>(
+        top: u32,
+        node_count: u32,
+        shift: u32,
+        read: impl Fn(u32, usize) -> u32,
+        mut class_of: impl FnMut(u32, u128, u32) -> Result<u32, E>,
+    ) -> Result<V4Table, BuildError<E>> {
+        // Runs in address order: (start, class | len << 24).
+        let mut runs: Vec<(u32, u32)> = Vec::new();
+        let mut budget = u64::from(node_count) * 4 + 1024;
+        // Depth-first, left before right, so runs come out sorted and contiguous.
+        let mut stack: Vec<(u32, u32, u32)> = vec![(top, 0, 0)];
+        while let Some((raw, addr, depth)) = stack.pop() {
+            let class = if raw < node_count && depth < 32 {
+                if budget == 0 {
+                    return Err(BuildError::TooLarge);
+                }
+                budget -= 1;
+                stack.push((read(raw, 1), addr | 1 << (31 - depth), depth + 1));
+                stack.push((read(raw, 0), addr, depth + 1));
+                continue;
+            } else if raw <= node_count {
+                // No record, or bits run out on a node: no record at /32.
+                NO_DATA
+            } else {
+                let c =
+                    class_of(raw, u128::from(addr) << shift, depth).map_err(BuildError::Class)?;
+                if c >= MAX_CLASSES {
+                    return Err(BuildError::TooLarge);
+                }
+                c
+            };
+            let value = class | depth << 24;
+            if runs.last().is_none_or(|&(_, v)| v != value) {
+                runs.push((addr, value));
+            }
+        }
+        let mut ids: HashMap<u32, u32, BuildHasherDefault<crate::model::Fx>> = HashMap::default();
+        let mut values = Vec::new();
+        let mut id_of = |v: u32| -> Result<[u8; 3], BuildError<E>> {
+            let next = values.len() as u32;
+            let id = *ids.entry(v).or_insert(next);
+            if id == next {
+                if next > 0xff_ffff {
+                    return Err(BuildError::TooLarge);
+                }
+                values.push(v);
+            }
+            let b = id.to_le_bytes();
+            Ok([b[0], b[1], b[2]])
+        };
+        let mut index = Vec::with_capacity(BLOCKS + 1);
+        let mut starts = Vec::with_capacity(runs.len() + BLOCKS);
+        let mut vals = Vec::with_capacity(runs.len() + BLOCKS);
+        let mut r = 0;
+        for block in 0..BLOCKS as u64 {
+            let lo = block << 16;
+            index.push(u32::try_from(starts.len()).map_err(|_| BuildError::TooLarge)?);
+            // The run covering the block's first address (runs[0] starts at 0).
+            while r + 1 < runs.len() && u64::from(runs[r + 1].0) <= lo {
+                r += 1;
+            }
+            starts.push(0);
+            vals.push(id_of(runs[r].1)?);
+            let mut k = r + 1;
+            while k < runs.len() && u64::from(runs[k].0) < lo + (1 << 16) {
+                starts.push(runs[k].0 as u16);
+                vals.push(id_of(runs[k].1)?);
+                k += 1;
+            }
+        }
+        index.push(u32::try_from(starts.len()).map_err(|_| BuildError::TooLarge)?);
+        Ok(V4Table {
+            index: index.into_boxed_slice(),
+            starts: starts.into_boxed_slice(),
+            ids: vals.into_boxed_slice(),
+            values: values.into_boxed_slice(),
+        })
+    }
+
+    /// Looks up an IPv4 address; the prefix is in IPv4 terms.
+    #[inline]
+    pub fn find(&self, addr: u32) -> Found {
+        let b = (addr >> 16) as usize;
+        let (lo, hi) = (self.index[b] as usize, self.index[b + 1] as usize);
+        let low = addr as u16;
+        // The block's first start is 0, so at least one entry is <= low.
+        let i = lo + self.starts[lo..hi].partition_point(|&s| s <= low) - 1;
+        let [a, b, c] = self.ids[i];
+        let v = self.values[usize::from(a) | usize::from(b) << 8 | usize::from(c) << 16];
+        Found {
+            class: v & CLASS_MASK,
+            prefix: (v >> 24) as u8,
+        }
+    }
+
+    /// Runs held, and bytes of heap.
+    pub fn footprint(&self) -> (usize, usize) {
+        (
+            self.starts.len(),
+            std::mem::size_of_val(&*self.index)
+                + std::mem::size_of_val(&*self.starts)
+                + std::mem::size_of_val(&*self.ids)
+                + std::mem::size_of_val(&*self.values),
+        )
+    }
+}
+
+const BLOCKS: usize = 1 << 16;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A source tree: node -> [left, right] raw records; `nc` = node count; records
+    /// above `nc` are "data pointers" whose class is `raw - nc`.
+    fn build(tree: &[[u32; 2]], bits: u32) -> Trie {
+        let nc = tree.len() as u32;
+        Trie::build::<()>(
+            nc,
+            bits,
+            None,
+            |n, s| tree[n as usize][s],
+            |raw, _, _| Ok(raw - nc),
+        )
+        .unwrap()
+    }
+
+    fn top(bits: &[u8]) -> u128 {
+        bits.iter()
+            .enumerate()
+            .fold(0u128, |a, (i, &b)| a | (u128::from(b) << (127 - i)))
+    }
+
+    #[test]
+    fn unfolded_lookup_reports_depth_and_class() {
+        // nc = 3. Root: left = node 1, right = class 1 (raw 4). Node 1: left = node 2,
+        // right = empty (raw 3). Node 2: class 2, class 3.
+        let t = build(&[[1, 4], [2, 3], [5, 6]], 32);
+        assert_eq!(
+            t.find(top(&[1]), 32),
+            Found {
+                class: 1,
+                prefix: 1
+            }
+        );
+        assert_eq!(
+            t.find(top(&[0, 1]), 32),
+            Found {
+                class: 0,
+                prefix: 2
+            }
+        );
+        assert_eq!(
+            t.find(top(&[0, 0, 0]), 32),
+            Found {
+                class: 2,
+                prefix: 3
+            }
+        );
+        assert_eq!(
+            t.find(top(&[0, 0, 1]), 32),
+            Found {
+                class: 3,
+                prefix: 3
+            }
+        );
+        assert_eq!(t.node_count(), 3);
+    }
+
+    #[test]
+    fn same_class_siblings_fold_but_keep_their_prefix() {
+        // Node 2's halves are both class 2: folded into one leaf that still says /3.
+        let t = build(&[[1, 4], [2, 3], [5, 5]], 32);
+        assert_eq!(t.node_count(), 2);
+        assert_eq!(
+            t.find(top(&[0, 0, 1]), 32),
+            Found {
+                class: 2,
+                prefix: 3
+            }
+        );
+        assert_eq!(
+            t.find(top(&[0, 0, 0]), 32),
+            Found {
+                class: 2,
+                prefix: 3
+            }
+        );
+        // Folding cascades: a whole tree of one class at /2 is one leaf.
+        let t = build(&[[1, 2], [4, 4], [4, 4]], 32);
+        assert_eq!(t.node_count(), 0);
+        assert_eq!(
+            t.find(top(&[1, 0]), 32),
+            Found {
+                class: 1,
+                prefix: 2
+            }
+        );
+    }
+
+    #[test]
+    fn shared_subtrees_compile_once_and_report_their_own_depth() {
+        // Node 1 is reachable at depth 1 (via the root's left) and depth 2 (via node 2).
+        let t = build(&[[1, 2], [5, 6], [1, 7]], 32);
+        assert_eq!(t.node_count(), 3);
+        assert_eq!(
+            t.find(top(&[0, 1]), 32),
+            Found {
+                class: 3,
+                prefix: 2
+            }
+        );
+        assert_eq!(
+            t.find(top(&[1, 0, 1]), 32),
+            Found {
+                class: 3,
+                prefix: 3
+            }
+        );
+        assert_eq!(
+            t.find(top(&[1, 1]), 32),
+            Found {
+                class: 4,
+                prefix: 2
+            }
+        );
+    }
+
+    #[test]
+    fn bits_running_out_on_a_node_is_no_data_at_full_length() {
+        // A chain deeper than 2 bits: a 2-bit lookup ends on a node.
+        let t = build(&[[1, 1], [2, 2], [4, 5]], 2);
+        assert_eq!(
+            t.find(top(&[0, 1]), 2),
+            Found {
+                class: 0,
+                prefix: 2
+            }
+        );
+    }
+
+    #[test]
+    fn the_ipv4_subtree_is_one_marker_however_it_is_reached() {
+        // Node 2 is the "IPv4 subtree", reached at depth 1 (right of root) and depth 2.
+        let tree = [[1u32, 2], [2, 4], [5, 6]];
+        let t = Trie::build::<()>(
+            3,
+            128,
+            Some(2),
+            |n, s| tree[n as usize][s],
+            |r, _, _| Ok(r - 3),
+        )
+        .unwrap();
+        assert_eq!(
+            t.find(top(&[1]), 128),
+            Found {
+                class: V4_SUBTREE,
+                prefix: 1
+            }
+        );
+        assert_eq!(
+            t.find(top(&[0, 0]), 128),
+            Found {
+                class: V4_SUBTREE,
+                prefix: 2
+            }
+        );
+        assert_eq!(
+            t.find(top(&[0, 1]), 128),
+            Found {
+                class: 1,
+                prefix: 2
+            }
+        );
+        assert_eq!(t.node_count(), 2, "node 2 is not compiled into the trie");
+        // Too deep to hold 32 more bits: refused.
+        let r = Trie::build::<()>(
+            3,
+            33,
+            Some(2),
+            |n, s| tree[n as usize][s],
+            |r, _, _| Ok(r - 3),
+        );
+        assert!(matches!(r, Err(BuildError::TooLarge)));
+    }
+
+    fn table(tree: &[[u32; 2]]) -> V4Table {
+        let nc = tree.len() as u32;
+        V4Table::build::<()>(
+            0,
+            nc,
+            96,
+            |n, s| tree[n as usize][s],
+            |raw, _, _| Ok(raw - nc),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn v4_table_reports_class_and_prefix_of_every_network() {
+        // nc = 3. 0.0.0.0/1 -> node 1; 128.0.0.0/1 -> class 1. Node 1: 0/2 -> node 2,
+        // 64/2 -> empty. Node 2: 0/3 class 2, 32/3 class 3.
+        let t = table(&[[1, 4], [2, 3], [5, 6]]);
+        let f = |a: &str| t.find(u32::from(a.parse::<std::net::Ipv4Addr>().unwrap()));
+        assert_eq!(
+            f("200.1.2.3"),
+            Found {
+                class: 1,
+                prefix: 1
+            }
+        );
+        assert_eq!(
+            f("128.0.0.0"),
+            Found {
+                class: 1,
+                prefix: 1
+            }
+        );
+        assert_eq!(
+            f("100.0.0.1"),
+            Found {
+                class: NO_DATA,
+                prefix: 2
+            }
+        );
+        assert_eq!(
+            f("31.255.255.255"),
+            Found {
+                class: 2,
+                prefix: 3
+            }
+        );
+        assert_eq!(
+            f("32.0.0.0"),
+            Found {
+                class: 3,
+                prefix: 3
+            }
+        );
+        // Runs spanning /16 blocks are repeated at each block start.
+        assert_eq!(
+            f("33.77.0.5"),
+            Found {
+                class: 3,
+                prefix: 3
+            }
+        );
+    }
+
+    #[test]
+    fn v4_table_merges_adjacent_runs_only_when_class_and_prefix_agree() {
+        // 0/2 class 2, 64/2 class 2 (siblings: same class and length, one run);
+        // 128/1 class 2 but /1: a separate run, its prefix must stay 1.
+        let t = table(&[[1, 4], [4, 4]]);
+        let (runs, _) = t.footprint();
+        assert_eq!(runs, 1 << 16, "one entry per block, nothing more");
+        assert_eq!(
+            t.find(0x4000_0000),
+            Found {
+                class: 2,
+                prefix: 2
+            }
+        );
+        assert_eq!(
+            t.find(0x8000_0000),
+            Found {
+                class: 2,
+                prefix: 1
+            }
+        );
+    }
+
+    #[test]
+    fn v4_table_of_a_deep_chain_ends_at_32_bits() {
+        // A node chain longer than 32 levels: lookups run out of bits on a node.
+        let tree: Vec<[u32; 2]> = (0..40).map(|i| [i + 1, 41]).collect();
+        let nc = tree.len() as u32;
+        let t = V4Table::build::<()>(
+            0,
+            nc,
+            96,
+            |n, s| tree[n as usize][s],
+            |raw, _, _| Ok(raw - nc),
+        )
+        .unwrap();
+        assert_eq!(
+            t.find(0),
+            Found {
+                class: NO_DATA,
+                prefix: 32
+            }
+        );
+        assert_eq!(
+            t.find(1),
+            Found {
+                class: 1,
+                prefix: 32
+            }
+        );
+        assert_eq!(
+            t.find(0x8000_0000),
+            Found {
+                class: 1,
+                prefix: 1
+            }
+        );
+    }
+
+    #[test]
+    fn a_cycle_is_refused_not_followed_forever() {
+        let tree = [[0u32, 0u32]];
+        let r = Trie::build::<()>(1, 128, None, |n, s| tree[n as usize][s], |_, _, _| Ok(1));
+        // Depth-bounded, and the budget catches the 2^128 paths.
+        assert!(matches!(r, Err(BuildError::TooLarge)), "{r:?}");
+    }
+}
