@@ -193,20 +193,23 @@ impl<'o> Writer<'o> {
 
     /// Writes a name given in wire form (labels, then 0), compressing as hickory does.
     fn name(&mut self, wire: &[u8]) {
-        let mut starts = [0usize; 128];
-        let mut n = 0;
-        let mut at = 0;
-        while wire[at] != 0 {
-            let l = usize::from(wire[at]);
-            starts[n] = self.out.len();
-            n += 1;
-            self.out.extend_from_slice(&wire[at..at + 1 + l]);
-            at += 1 + l;
+        // One copy of the whole name, then the label starts are found again from `wire`:
+        // no per-call array of offsets to zero (1 KiB of memset per name, measured).
+        let mut end = 0;
+        while wire[end] != 0 {
+            end += 1 + usize::from(wire[end]);
         }
+        let base = self.out.len();
+        self.out.extend_from_slice(&wire[..end]);
         let last = self.out.len();
-        if self.names < COMPRESSED_NAME_LIMIT {
+        let compress = self.names < COMPRESSED_NAME_LIMIT;
+        if compress {
             self.names += 1;
-            for &idx in &starts[..n] {
+        }
+        let mut at = 0;
+        while at < end {
+            let idx = base + at;
+            if compress {
                 match self.find(idx, last) {
                     Some(loc) if loc & 0xC000 == 0 => {
                         self.out.truncate(idx);
@@ -215,11 +218,10 @@ impl<'o> Writer<'o> {
                     }
                     _ => self.store(idx, last),
                 }
-            }
-        } else {
-            for &idx in &starts[..n] {
+            } else {
                 self.store(idx, last);
             }
+            at += 1 + usize::from(wire[at]);
         }
         self.out.push(0);
     }

@@ -233,10 +233,10 @@ impl<E, R: Fn(u32, usize) -> u32, C: FnMut(u32, u128, u32) -> Result<u32, E>> Bu
 pub struct V4Table {
     /// Block `b`'s entries are `index[b]..index[b + 1]`; the first starts at offset 0.
     index: Box<[u32]>,
-    /// Entry start, as the low 16 bits of the address.
-    starts: Box<[u16]>,
-    /// Entry value: a 24-bit index into `values` (3 bytes, not 4: 3 M entries).
-    ids: Box<[[u8; 3]]>,
+    /// Entries: start (low 16 bits of the address, little-endian) then value (a 24-bit
+    /// index into `values`, 3 bytes rather than 4: 3 M entries). Side by side, so the
+    /// binary search's last probe has already fetched the value's cache line.
+    entries: Box<[[u8; 5]]>,
     /// Distinct values: class | prefix length << 24.
     values: Box<[u32]>,
 }
@@ -285,7 +285,7 @@ impl V4Table {
         }
         let mut ids: HashMap<u32, u32, BuildHasherDefault<crate::model::Fx>> = HashMap::default();
         let mut values = Vec::new();
-        let mut id_of = |v: u32| -> Result<[u8; 3], BuildError<E>> {
+        let mut id_of = |v: u32| -> Result<[u8; 4], BuildError<E>> {
             let next = values.len() as u32;
             let id = *ids.entry(v).or_insert(next);
             if id == next {
@@ -294,34 +294,33 @@ impl V4Table {
                 }
                 values.push(v);
             }
-            let b = id.to_le_bytes();
-            Ok([b[0], b[1], b[2]])
+            Ok(id.to_le_bytes())
+        };
+        let entry = |start: u16, id: [u8; 4]| {
+            let s = start.to_le_bytes();
+            [s[0], s[1], id[0], id[1], id[2]]
         };
         let mut index = Vec::with_capacity(BLOCKS + 1);
-        let mut starts = Vec::with_capacity(runs.len() + BLOCKS);
-        let mut vals = Vec::with_capacity(runs.len() + BLOCKS);
+        let mut entries = Vec::with_capacity(runs.len() + BLOCKS);
         let mut r = 0;
         for block in 0..BLOCKS as u64 {
             let lo = block << 16;
-            index.push(u32::try_from(starts.len()).map_err(|_| BuildError::TooLarge)?);
+            index.push(u32::try_from(entries.len()).map_err(|_| BuildError::TooLarge)?);
             // The run covering the block's first address (runs[0] starts at 0).
             while r + 1 < runs.len() && u64::from(runs[r + 1].0) <= lo {
                 r += 1;
             }
-            starts.push(0);
-            vals.push(id_of(runs[r].1)?);
+            entries.push(entry(0, id_of(runs[r].1)?));
             let mut k = r + 1;
             while k < runs.len() && u64::from(runs[k].0) < lo + (1 << 16) {
-                starts.push(runs[k].0 as u16);
-                vals.push(id_of(runs[k].1)?);
+                entries.push(entry(runs[k].0 as u16, id_of(runs[k].1)?));
                 k += 1;
             }
         }
-        index.push(u32::try_from(starts.len()).map_err(|_| BuildError::TooLarge)?);
+        index.push(u32::try_from(entries.len()).map_err(|_| BuildError::TooLarge)?);
         Ok(V4Table {
             index: index.into_boxed_slice(),
-            starts: starts.into_boxed_slice(),
-            ids: vals.into_boxed_slice(),
+            entries: entries.into_boxed_slice(),
             values: values.into_boxed_slice(),
         })
     }
@@ -333,8 +332,10 @@ impl V4Table {
         let (lo, hi) = (self.index[b] as usize, self.index[b + 1] as usize);
         let low = addr as u16;
         // The block's first start is 0, so at least one entry is <= low.
-        let i = lo + self.starts[lo..hi].partition_point(|&s| s <= low) - 1;
-        let [a, b, c] = self.ids[i];
+        let i = lo
+            + self.entries[lo..hi].partition_point(|e| u16::from_le_bytes([e[0], e[1]]) <= low)
+            - 1;
+        let [_, _, a, b, c] = self.entries[i];
         let v = self.values[usize::from(a) | usize::from(b) << 8 | usize::from(c) << 16];
         Found {
             class: v & CLASS_MASK,
@@ -345,10 +346,9 @@ impl V4Table {
     /// Runs held, and bytes of heap.
     pub fn footprint(&self) -> (usize, usize) {
         (
-            self.starts.len(),
+            self.entries.len(),
             std::mem::size_of_val(&*self.index)
-                + std::mem::size_of_val(&*self.starts)
-                + std::mem::size_of_val(&*self.ids)
+                + std::mem::size_of_val(&*self.entries)
                 + std::mem::size_of_val(&*self.values),
         )
     }
