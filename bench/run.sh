@@ -343,7 +343,7 @@ table() {
     row "RSS idle (MiB)" rss_idle_kb "/ 1024"
     row "RSS after load (MiB)" rss_load_kb "/ 1024"
     row "  of which anonymous, RssAnon (MiB)" rss_anon_kb "/ 1024"
-    row "  of which file-backed (mmdb), RssFile (MiB)" rss_file_kb "/ 1024"
+    row "  of which file-backed (binary, libs), RssFile (MiB)" rss_file_kb "/ 1024"
     row "peak RSS, VmHWM (MiB)" hwm_kb "/ 1024"
     if [[ "$TWO_CORE" == 1 ]]; then
       row "max q/s, 2 cores unpinned (2 sockets/threads)" two_core_qps
