@@ -246,25 +246,24 @@ impl GeoDb {
         let mut by_value: FxMap<DecodedKey, u32> = FxMap::default();
         let mut classes: Vec<Class> = vec![Class::from((None, None, None))];
         by_value.insert(key(&(None, None, None)), trie::NO_DATA);
-        let class_of =
-            |raw: u32, addr: u128, _depth: u32| -> Result<u32, maxminddb::MaxMindDbError> {
-                if let Some(&c) = by_pointer.get(&raw) {
-                    return Ok(c);
-                }
-                let ip = if ipv6 {
-                    IpAddr::V6(Ipv6Addr::from(addr))
-                } else {
-                    IpAddr::V4(Ipv4Addr::from((addr >> 96) as u32))
-                };
-                let decoded = decode(&reader.lookup(ip)?);
-                let next = classes.len() as u32;
-                let c = *by_value.entry(key(&decoded)).or_insert(next);
-                if c == next {
-                    classes.push(Class::from(decoded));
-                }
-                by_pointer.insert(raw, c);
-                Ok(c)
+        let mut class_of = |raw: u32, addr: u128| -> Result<u32, maxminddb::MaxMindDbError> {
+            if let Some(&c) = by_pointer.get(&raw) {
+                return Ok(c);
+            }
+            let ip = if ipv6 {
+                IpAddr::V6(Ipv6Addr::from(addr))
+            } else {
+                IpAddr::V4(Ipv4Addr::from((addr >> 96) as u32))
             };
+            let decoded = decode(&reader.lookup(ip)?);
+            let next = classes.len() as u32;
+            let c = *by_value.entry(key(&decoded)).or_insert(next);
+            if c == next {
+                classes.push(Class::from(decoded));
+            }
+            by_pointer.insert(raw, c);
+            Ok(c)
+        };
         let bits = if ipv6 { 128 } else { 32 };
         let too_large = |e| match e {
             trie::BuildError::Class(source) => damaged(source),
@@ -285,7 +284,6 @@ impl GeoDb {
         } else {
             (0, 0)
         };
-        let mut class_of = class_of;
         let v4 = if v4_top < node_count && v4_depth == 96 || !ipv6 {
             let shift = if ipv6 { 0 } else { 96 };
             V4Start::Table(
@@ -298,7 +296,7 @@ impl GeoDb {
             let class = if v4_top <= node_count {
                 trie::NO_DATA
             } else {
-                class_of(v4_top, 0, v4_depth).map_err(|e| too_large(trie::BuildError::Class(e)))?
+                class_of(v4_top, 0).map_err(|e| too_large(trie::BuildError::Class(e)))?
             };
             V4Start::Above(Found {
                 class,

@@ -28,14 +28,15 @@ const LEAF: u32 = 1 << 31;
 const EXTRA_SHIFT: u32 = 24;
 const EXTRA_MAX: u32 = 0x7f;
 const CLASS_MASK: u32 = (1 << EXTRA_SHIFT) - 1;
-/// Class ids fit in 24 bits; the all-ones id is reserved for the build's "not yet
-/// compiled" marker.
+/// Class ids fit in 24 bits; the all-ones id is the [`V4_SUBTREE`] marker.
 pub const MAX_CLASSES: u32 = CLASS_MASK;
 /// The class of addresses the database has no record for.
 pub const NO_DATA: u32 = 0;
 /// The class a trie lookup reports when it reached the IPv4 subtree: continue in the
 /// [`V4Table`] with the next 32 bits; `prefix` is the depth it was reached at.
 pub const V4_SUBTREE: u32 = CLASS_MASK;
+/// The build's "not compiled yet" memo entry (a leaf value no build produces: extra
+/// 127 of the marker class).
 const UNSET: u32 = u32::MAX;
 
 fn leaf(class: u32, extra: u32) -> u32 {
@@ -71,8 +72,8 @@ pub enum BuildError<E> {
 impl Trie {
     /// Compiles the tree of a database with `node_count` nodes and `bits`-bit addresses
     /// (32 or 128). `read(node, side)` returns a node's left (0) or right (1) record;
-    /// `class_of(record, address, depth)` returns the class of a data record, given the
-    /// first address of one network pointing at it and that network's prefix length.
+    /// `class_of(record, address)` returns the class of a data record, given the first
+    /// address (left-aligned) of one network pointing at it.
     /// Source node `stop` (the IPv4 subtree) compiles to a [`V4_SUBTREE`] leaf; it must
     /// not be reachable deeper than `bits - 32`.
     pub fn build<E>(
@@ -80,7 +81,7 @@ impl Trie {
         bits: u32,
         stop: Option<u32>,
         read: impl Fn(u32, usize) -> u32,
-        class_of: impl FnMut(u32, u128, u32) -> Result<u32, E>,
+        class_of: impl FnMut(u32, u128) -> Result<u32, E>,
     ) -> Result<Trie, BuildError<E>> {
         let mut b = Build {
             node_count,
@@ -164,7 +165,7 @@ struct Build<R, C> {
     budget: u64,
 }
 
-impl<E, R: Fn(u32, usize) -> u32, C: FnMut(u32, u128, u32) -> Result<u32, E>> Build<R, C> {
+impl<E, R: Fn(u32, usize) -> u32, C: FnMut(u32, u128) -> Result<u32, E>> Build<R, C> {
     /// Compiles source node `n` reached by `path` at `depth`. The flag says the result
     /// depends on the depth (the walk ran out of bits inside it), so it is not memoised.
     fn node(&mut self, n: u32, path: u128, depth: u32) -> Result<(u32, bool), BuildError<E>> {
@@ -198,7 +199,7 @@ impl<E, R: Fn(u32, usize) -> u32, C: FnMut(u32, u128, u32) -> Result<u32, E>> Bu
             } else if raw == self.node_count {
                 leaf(NO_DATA, 0)
             } else {
-                let class = (self.class_of)(raw, p, depth + 1).map_err(BuildError::Class)?;
+                let class = (self.class_of)(raw, p).map_err(BuildError::Class)?;
                 if class >= MAX_CLASSES {
                     return Err(BuildError::TooLarge);
                 }
@@ -251,7 +252,7 @@ impl V4Table {
         node_count: u32,
         shift: u32,
         read: impl Fn(u32, usize) -> u32,
-        mut class_of: impl FnMut(u32, u128, u32) -> Result<u32, E>,
+        mut class_of: impl FnMut(u32, u128) -> Result<u32, E>,
     ) -> Result<V4Table, BuildError<E>> {
         // Runs in address order: (start, class | len << 24).
         let mut runs: Vec<(u32, u32)> = Vec::new();
@@ -271,8 +272,7 @@ impl V4Table {
                 // No record, or bits run out on a node: no record at /32.
                 NO_DATA
             } else {
-                let c =
-                    class_of(raw, u128::from(addr) << shift, depth).map_err(BuildError::Class)?;
+                let c = class_of(raw, u128::from(addr) << shift).map_err(BuildError::Class)?;
                 if c >= MAX_CLASSES {
                     return Err(BuildError::TooLarge);
                 }
@@ -369,7 +369,7 @@ mod tests {
             bits,
             None,
             |n, s| tree[n as usize][s],
-            |raw, _, _| Ok(raw - nc),
+            |raw, _| Ok(raw - nc),
         )
         .unwrap()
     }
@@ -497,7 +497,7 @@ mod tests {
             128,
             Some(2),
             |n, s| tree[n as usize][s],
-            |r, _, _| Ok(r - 3),
+            |r, _| Ok(r - 3),
         )
         .unwrap();
         assert_eq!(
@@ -523,26 +523,13 @@ mod tests {
         );
         assert_eq!(t.node_count(), 2, "node 2 is not compiled into the trie");
         // Too deep to hold 32 more bits: refused.
-        let r = Trie::build::<()>(
-            3,
-            33,
-            Some(2),
-            |n, s| tree[n as usize][s],
-            |r, _, _| Ok(r - 3),
-        );
+        let r = Trie::build::<()>(3, 33, Some(2), |n, s| tree[n as usize][s], |r, _| Ok(r - 3));
         assert!(matches!(r, Err(BuildError::TooLarge)));
     }
 
     fn table(tree: &[[u32; 2]]) -> V4Table {
         let nc = tree.len() as u32;
-        V4Table::build::<()>(
-            0,
-            nc,
-            96,
-            |n, s| tree[n as usize][s],
-            |raw, _, _| Ok(raw - nc),
-        )
-        .unwrap()
+        V4Table::build::<()>(0, nc, 96, |n, s| tree[n as usize][s], |raw, _| Ok(raw - nc)).unwrap()
     }
 
     #[test]
@@ -624,14 +611,8 @@ mod tests {
         // A node chain longer than 32 levels: lookups run out of bits on a node.
         let tree: Vec<[u32; 2]> = (0..40).map(|i| [i + 1, 41]).collect();
         let nc = tree.len() as u32;
-        let t = V4Table::build::<()>(
-            0,
-            nc,
-            96,
-            |n, s| tree[n as usize][s],
-            |raw, _, _| Ok(raw - nc),
-        )
-        .unwrap();
+        let t = V4Table::build::<()>(0, nc, 96, |n, s| tree[n as usize][s], |raw, _| Ok(raw - nc))
+            .unwrap();
         assert_eq!(
             t.find(0),
             Found {
@@ -658,7 +639,7 @@ mod tests {
     #[test]
     fn a_cycle_is_refused_not_followed_forever() {
         let tree = [[0u32, 0u32]];
-        let r = Trie::build::<()>(1, 128, None, |n, s| tree[n as usize][s], |_, _, _| Ok(1));
+        let r = Trie::build::<()>(1, 128, None, |n, s| tree[n as usize][s], |_, _| Ok(1));
         // Depth-bounded, and the budget catches the 2^128 paths.
         assert!(matches!(r, Err(BuildError::TooLarge)), "{r:?}");
     }
