@@ -427,8 +427,9 @@ async fn reload_fifty_times_under_query_load_without_a_failed_query() {
         let stop = stop.clone();
         let server = g.udp;
         tasks.push(tokio::spawn(async move {
-            // One send per query, 1 s to answer: a retransmission would hide a drop.
-            let client = udp_once(server, Duration::from_secs(1));
+            // One send per query: a retransmission would hide a drop. 3 s to answer, so a
+            // dropped query still fails while a host that stalls for a second does not.
+            let client = udp_once(server, Duration::from_secs(3));
             let mut sent = 0u64;
             let mut failures: Vec<String> = Vec::new();
             let mut seen: BTreeMap<String, u64> = BTreeMap::new();
@@ -444,7 +445,7 @@ async fn reload_fifty_times_under_query_load_without_a_failed_query() {
                     name,
                     RecordType::A,
                     Some(CLIENT),
-                    Duration::from_millis(1100),
+                    Duration::from_millis(3100),
                 )
                 .await
                 {
