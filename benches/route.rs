@@ -346,7 +346,7 @@ fn bench_full_db(c: &mut Criterion) {
     reader.verify().expect("verifies");
     let verify = started.elapsed();
     println!(
-        "locate_route_full_db: {} ({}, {:.1} MB): GeoDb::open (mmap + verify + probe) {:.0} ms; \
+        "locate_route_full_db: {} ({}, {:.1} MB): GeoDb::open (verify + probe + compile) {:.0} ms; \
          of which verify() alone {:.0} ms (read into memory {:.0} ms)",
         path.display(),
         db.database_type(),
