@@ -93,6 +93,8 @@ struct Cand {
     live: bool,
     tie: bool,
     picked: bool,
+    /// [`rank_key`], set once the metric is known.
+    key: u128,
 }
 
 /// A tiny fixed-capacity vector so the decision never touches the heap.
@@ -230,6 +232,23 @@ fn weighted_pick<const N: usize>(
     None
 }
 
+/// The ranking order of a candidate as one integer: not live, metric group, metric
+/// value (in `f64::total_cmp` order) and `regions` order, most significant first.
+fn rank_key(c: &Cand) -> u128 {
+    let bits = c.metric.value().to_bits();
+    // f64::total_cmp's order as an unsigned integer: negative values flipped entirely,
+    // positive ones above them.
+    let total = if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | 1 << 63
+    };
+    u128::from(!c.live) << 127
+        | u128::from(c.metric.group()) << 120
+        | u128::from(total) << 8
+        | u128::from(c.order)
+}
+
 fn decide<const N: usize>(
     model: &Model,
     service: ServiceId,
@@ -292,6 +311,7 @@ fn decide<const N: usize>(
             live: status == Status::Up,
             tie: false,
             picked: false,
+            key: 0,
         });
     }
 
@@ -384,14 +404,13 @@ fn decide<const N: usize>(
                     (None, Some(from), Some(to)) => Metric::Distance(from.hav(to)),
                     _ => Metric::Order,
                 };
+                c.key = rank_key(c);
             }
-            w.cands.slice_mut().sort_unstable_by(|a, b| {
-                let (a, b) = (a.as_ref().expect("dense"), b.as_ref().expect("dense"));
-                (!a.live, a.metric.group())
-                    .cmp(&(!b.live, b.metric.group()))
-                    .then(a.metric.value().total_cmp(&b.metric.value()))
-                    .then(a.order.cmp(&b.order))
-            });
+            // Live first, then by metric group, value and `regions` order: one integer
+            // key per candidate, so the sort compares integers.
+            w.cands
+                .slice_mut()
+                .sort_unstable_by_key(|c| c.as_ref().map_or(u128::MAX, |c| c.key));
             let best = w.cands.iter().find(|c| c.live).map(|c| c.metric);
             if let Some(best) = best {
                 // Within 10% of the best RTT or distance (distance compared as haversine

@@ -144,84 +144,84 @@ fn qtype_idx(t: u16) -> usize {
 const COMPRESSION_CANDIDATE_LIMIT: usize = 64;
 const COMPRESSED_NAME_LIMIT: usize = 120;
 
+/// Compression candidates the fast path keeps: a response with more (a question name of
+/// a dozen labels or more) falls back to the ordinary path rather than stopping early,
+/// since hickory stops only at [`COMPRESSION_CANDIDATE_LIMIT`].
+const FAST_CANDIDATES: usize = 16;
+
 /// A response writer whose name compression is hickory's: every label suffix of every
 /// name written is a candidate, matched byte for byte (case-sensitive), first match
 /// wins; the raw question is one candidate covering the whole question.
-struct Writer<'o> {
+///
+/// A candidate's bytes are what was written before any compression, so they are
+/// borrowed from the names passed in (the query packet, the snapshot's zone names)
+/// rather than copied: nothing per query is zeroed or copied beyond the response.
+struct Writer<'o, 'n> {
     out: &'o mut Vec<u8>,
-    cand: [(u16, u16, u16); COMPRESSION_CANDIDATE_LIMIT],
+    /// (offset in `out`, bytes written there).
+    cand: [(u16, &'n [u8]); FAST_CANDIDATES],
     ncand: usize,
-    scratch: [u8; 4096],
-    used: usize,
     names: usize,
+    /// More candidates than `cand` holds: the response must come from the ordinary path.
+    overflow: bool,
 }
 
-impl<'o> Writer<'o> {
+impl<'o, 'n> Writer<'o, 'n> {
     fn new(out: &'o mut Vec<u8>) -> Self {
         Writer {
             out,
-            cand: [(0, 0, 0); COMPRESSION_CANDIDATE_LIMIT],
+            cand: [(0, &[]); FAST_CANDIDATES],
             ncand: 0,
-            scratch: [0; 4096],
-            used: 0,
             names: 0,
+            overflow: false,
         }
     }
 
-    fn store(&mut self, start: usize, end: usize) {
-        let len = end - start;
-        if self.out.len() < 0x3FFF
-            && self.ncand < COMPRESSION_CANDIDATE_LIMIT
-            && self.used + len <= self.scratch.len()
-        {
-            self.scratch[self.used..self.used + len].copy_from_slice(&self.out[start..end]);
-            self.cand[self.ncand] = (start as u16, self.used as u16, len as u16);
+    /// Records that `bytes` were written at `at`.
+    fn store(&mut self, at: usize, bytes: &'n [u8]) {
+        if self.out.len() < 0x3FFF && self.ncand < COMPRESSION_CANDIDATE_LIMIT {
+            match self.cand.get_mut(self.ncand) {
+                Some(c) => *c = (at as u16, bytes),
+                None => self.overflow = true,
+            }
             self.ncand += 1;
-            self.used += len;
         }
     }
 
-    fn find(&self, start: usize, end: usize) -> Option<u16> {
-        let search = &self.out[start..end];
-        self.cand[..self.ncand]
+    fn find(&self, bytes: &[u8]) -> Option<u16> {
+        self.cand[..self.ncand.min(FAST_CANDIDATES)]
             .iter()
-            .find(|(_, s, l)| {
-                &self.scratch[usize::from(*s)..usize::from(*s) + usize::from(*l)] == search
-            })
-            .map(|(o, _, _)| *o)
+            .find(|(_, c)| *c == bytes)
+            .map(|(o, _)| *o)
     }
 
     /// Writes a name given in wire form (labels, then 0), compressing as hickory does.
-    fn name(&mut self, wire: &[u8]) {
-        // One copy of the whole name, then the label starts are found again from `wire`:
-        // no per-call array of offsets to zero (1 KiB of memset per name, measured).
+    fn name(&mut self, wire: &'n [u8]) {
         let mut end = 0;
         while wire[end] != 0 {
             end += 1 + usize::from(wire[end]);
         }
         let base = self.out.len();
-        self.out.extend_from_slice(&wire[..end]);
-        let last = self.out.len();
         let compress = self.names < COMPRESSED_NAME_LIMIT;
         if compress {
             self.names += 1;
         }
+        // Label by label: the suffix from `at` is either found (a pointer ends the name)
+        // or written and becomes a candidate itself.
         let mut at = 0;
         while at < end {
-            let idx = base + at;
-            if compress {
-                match self.find(idx, last) {
-                    Some(loc) if loc & 0xC000 == 0 => {
-                        self.out.truncate(idx);
-                        self.out.extend_from_slice(&(0xC000 | loc).to_be_bytes());
-                        return;
-                    }
-                    _ => self.store(idx, last),
-                }
-            } else {
-                self.store(idx, last);
+            let suffix = &wire[at..end];
+            if compress
+                && let Some(loc) = self.find(suffix)
+                && loc & 0xC000 == 0
+            {
+                self.out.extend_from_slice(&(0xC000 | loc).to_be_bytes());
+                return;
             }
-            at += 1 + usize::from(wire[at]);
+            self.store(base + at, suffix);
+            let label = &wire[at..at + 1 + usize::from(wire[at])];
+            self.out.extend_from_slice(label);
+            at += label.len();
         }
         self.out.push(0);
     }
@@ -239,8 +239,7 @@ impl<'o> Writer<'o> {
 struct Query<'p> {
     /// Question bytes as received (original case), name through class.
     question: &'p [u8],
-    /// Lower-case wire name.
-    lname: [u8; 255],
+    /// Length of the lower-case wire name written to the caller's buffer.
     lname_len: usize,
     /// Original-case wire name.
     qname: &'p [u8],
@@ -255,7 +254,9 @@ fn u16_at(p: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*p.get(at)?, *p.get(at + 1)?]))
 }
 
-fn parse(pkt: &[u8], cap: u16) -> Option<Query<'_>> {
+/// Parses a fast-path query; the lower-case name goes to `lname` (the caller's, so the
+/// returned query is small to move).
+fn parse<'p>(pkt: &'p [u8], cap: u16, lname: &mut [u8; 255]) -> Option<Query<'p>> {
     if pkt.len() < 12 {
         return None;
     }
@@ -268,7 +269,6 @@ fn parse(pkt: &[u8], cap: u16) -> Option<Query<'_>> {
     if arcount > 1 {
         return None;
     }
-    let mut lname = [0u8; 255];
     let mut ln = 0;
     let mut at = 12;
     loop {
@@ -298,7 +298,6 @@ fn parse(pkt: &[u8], cap: u16) -> Option<Query<'_>> {
     let q_end = at + 4;
     let mut q = Query {
         question: &pkt[12..q_end],
-        lname,
         lname_len: ln,
         qname,
         qtype,
@@ -357,10 +356,12 @@ pub fn answer(
     src: IpAddr,
     out: &mut Vec<u8>,
 ) -> Fast {
-    let Some(q) = parse(pkt, snap.model.server.max_udp_payload) else {
+    let mut lname = [0u8; 255];
+    let Some(q) = parse(pkt, snap.model.server.max_udp_payload, &mut lname) else {
         return Fast::Fallback;
     };
-    let lname = &q.lname[..q.lname_len];
+    let lname = &lname[..q.lname_len];
+    let ecs = q.ecs.map(|b| (b, ecs_addr(b)));
     let mut lookup = GeoLookup::Skipped;
     let mut service = None;
     let (zone, decision) = match snap.fast.names.get(lname) {
@@ -370,9 +371,9 @@ pub fn answer(
                 28 => Family::V6,
                 _ => return Fast::Fallback,
             };
-            let (ip, source) = match q.ecs {
-                Some(b) if !super::ecs::unusable(ecs_addr(b), b[2]) => (
-                    canonical_ip(ecs_addr(b)),
+            let (ip, source) = match ecs {
+                Some((b, addr)) if !super::ecs::unusable(addr, b[2]) => (
+                    canonical_ip(addr),
                     ClientSource::Ecs {
                         source_prefix: b[2],
                     },
@@ -420,7 +421,7 @@ pub fn answer(
     w.u16(u16::from(negative));
     w.u16(u16::from(q.opt_payload.is_some()));
     w.out.extend_from_slice(q.question);
-    w.store(12, 12 + q.question.len());
+    w.store(12, q.question);
 
     if let Some(d) = decision.as_ref().filter(|d| d.outcome == Outcome::Answer) {
         for a in d.addrs.as_slice() {
@@ -466,21 +467,22 @@ pub fn answer(
         w.u16(41);
         w.u16(payload);
         w.u32(0);
-        match q.ecs {
-            Some(body) => {
+        match ecs {
+            Some((body, addr)) => {
                 w.u16(4 + body.len() as u16);
                 w.u16(8);
                 w.u16(body.len() as u16);
                 w.out.extend_from_slice(&body[..3]);
-                w.out.push(super::ecs::reply_scope(ecs_addr(body), scope));
+                w.out.push(super::ecs::reply_scope(addr, scope));
                 w.out.extend_from_slice(&body[4..]);
             }
             None => w.u16(0),
         }
     }
     let limit = usize::from(q.opt_payload.unwrap_or(512));
-    if out.len() > limit {
-        // Needs truncation: the ordinary path does TC exactly as hickory does.
+    if w.overflow || out.len() > limit {
+        // Too many names to compress here, or needs truncation: the ordinary path does
+        // both exactly as hickory does.
         return Fast::Fallback;
     }
     lookup.count(metrics);

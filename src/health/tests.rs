@@ -435,8 +435,10 @@ async fn probe_starts_are_recorded_when_asked() {
     settle(&t, t.sync(&mut md)).await;
     let samples = log.take();
     assert_eq!(samples.len(), 3);
+    // Lateness, not a timestamp: bounded by the settle wait. Not a timing bound: a
+    // stalled host may start a probe late, and that is what the log is for.
     assert!(
-        samples.iter().all(|d| *d < Duration::from_millis(50)),
+        samples.iter().all(|d| *d < Duration::from_secs(5)),
         "{samples:?}"
     );
 }

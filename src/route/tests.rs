@@ -1392,3 +1392,60 @@ fn explain_for_nodata_and_servfail() {
     assert_eq!(e.qtype, "AAAA");
     assert_eq!(e.candidates[0].status, "no IPv6 endpoints");
 }
+
+#[test]
+fn rank_key_orders_as_liveness_group_total_cmp_then_order() {
+    let values = [
+        f64::NEG_INFINITY,
+        -1e300,
+        -2.5,
+        -0.0,
+        0.0,
+        1e-300,
+        0.1,
+        0.1000000000000001,
+        7.0,
+        1e300,
+        f64::INFINITY,
+        f64::NAN,
+    ];
+    let mut cands = Vec::new();
+    for live in [true, false] {
+        for (i, &v) in values.iter().enumerate() {
+            for order in [0u8, 3] {
+                for metric in [
+                    Metric::Latency(i as u32 * 7),
+                    Metric::Distance(v),
+                    Metric::Order,
+                ] {
+                    cands.push(Cand {
+                        region: 0,
+                        order,
+                        status: Status::Up,
+                        metric,
+                        live,
+                        tie: false,
+                        picked: false,
+                        key: 0,
+                    });
+                }
+            }
+        }
+    }
+    // The comparator the key replaced.
+    let reference = |a: &Cand, b: &Cand| {
+        (!a.live, a.metric.group())
+            .cmp(&(!b.live, b.metric.group()))
+            .then(a.metric.value().total_cmp(&b.metric.value()))
+            .then(a.order.cmp(&b.order))
+    };
+    for a in &cands {
+        for b in &cands {
+            assert_eq!(
+                rank_key(a).cmp(&rank_key(b)),
+                reference(a, b),
+                "{a:?} vs {b:?}"
+            );
+        }
+    }
+}

@@ -82,6 +82,12 @@ when_all_down = "nodata"
 [services."www.other.test."]
 regions = ["us"]
 
+[services."c.d.e.f.g.h.i.j.k.l.m.gslb.example."]
+regions = ["us"]
+
+[services."a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.gslb.example."]
+regions = ["us"]
+
 [latency]
 "country:SE" = {{ us = 20 }}
 
@@ -147,6 +153,10 @@ fn corpus() -> Vec<Vec<u8>> {
         "alias.gslb.example.",
         "nope.gslb.example.",
         "x.y.z.gslb.example.",
+        // 13 and 17 labels: the second needs more compression candidates than the fast
+        // path keeps, and must fall back rather than compress differently.
+        "c.d.e.f.g.h.i.j.k.l.m.gslb.example.",
+        "a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.gslb.example.",
         "NoPe.Other.Test.",
         "outside.example.",
         "example.",
@@ -288,6 +298,11 @@ fn fast_path_leaves_unusual_queries_to_the_ordinary_path() {
         q("ns1.gslb.example.", RecordType::A, &|_| {}), // static name
         q("www.gslb.example.", RecordType::TXT, &|_| {}), // other type at a GSLB name
         q("outside.example.", RecordType::A, &|_| {}),  // REFUSED
+        q(
+            "a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.gslb.example.",
+            RecordType::A,
+            &|_| {},
+        ),
         q("www.gslb.example.", RecordType::A, &|m| {
             let mut e = Edns::new();
             e.set_version(1);
@@ -307,15 +322,18 @@ fn fast_path_leaves_unusual_queries_to_the_ordinary_path() {
             "case {i}"
         );
     }
-    let fast_ok = q("www.gslb.example.", RecordType::A, &|_| {});
-    assert_eq!(
-        fast::answer(
-            &snap,
-            &metrics,
-            &fast_ok,
-            IpAddr::from([127, 0, 0, 1]),
-            &mut out
-        ),
-        Fast::Reply
-    );
+    for name in ["www.gslb.example.", "c.d.e.f.g.h.i.j.k.l.m.gslb.example."] {
+        let fast_ok = q(name, RecordType::A, &|_| {});
+        assert_eq!(
+            fast::answer(
+                &snap,
+                &metrics,
+                &fast_ok,
+                IpAddr::from([127, 0, 0, 1]),
+                &mut out
+            ),
+            Fast::Reply,
+            "{name}"
+        );
+    }
 }
