@@ -67,6 +67,10 @@ pub struct Geode {
     /// Scratch directory holding the config (kept alive with the process).
     pub dir: Arc<tempfile::TempDir>,
     log: Arc<Mutex<String>>,
+    /// Built once: building a client takes ~40 ms of CPU (TLS roots) in a debug build,
+    /// and health tests run their backends on the same current-thread runtime, which a
+    /// client built per request stalled every time /status or /metrics was read.
+    client: reqwest::Client,
 }
 
 impl Geode {
@@ -154,6 +158,12 @@ impl Geode {
             config: config.to_path_buf(),
             dir,
             log,
+            client: reqwest::Client::builder()
+                .no_proxy()
+                // No connection outlives the test runtime that opened it.
+                .pool_max_idle_per_host(0)
+                .build()
+                .expect("http client"),
         }
     }
 
@@ -239,10 +249,8 @@ impl Geode {
 
     /// GET on the admin server: (status, body).
     pub async fn http_get(&self, path: &str) -> (u16, String) {
-        let resp = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .unwrap()
+        let resp = self
+            .client
             .get(format!("http://{}{}", self.http, path))
             .send()
             .await
