@@ -21,17 +21,8 @@ use geode::metrics::Metrics;
 use geode::model::ClientSource;
 use geode::snapshot::Snapshot;
 
-fn load_messages(path: &Path) -> Option<Vec<Vec<u8>>> {
-    let data = std::fs::read(path).ok()?;
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at + 2 <= data.len() {
-        let len = usize::from(u16::from_be_bytes([data[at], data[at + 1]]));
-        out.push(data.get(at + 2..at + 2 + len)?.to_vec());
-        at += 2 + len;
-    }
-    Some(out)
-}
+mod common;
+use common::load_messages;
 
 /// The compiled GeoIP form must answer exactly as the mmdb reader does: checked on the
 /// full database for 2 M pseudo-random addresses (IPv4 and IPv6) before measuring.

@@ -25,6 +25,8 @@ use geode::dns::fast;
 use geode::metrics::Metrics;
 use geode::snapshot::Snapshot;
 
+mod common;
+
 /// The measured loop; `--toggle-collect` names it, so it is never inlined.
 #[inline(never)]
 fn run(
@@ -64,15 +66,8 @@ fn main() {
     });
     let metrics = Metrics::new().expect("metrics");
     let snap = Snapshot::build(loaded, geo, &metrics);
-    let data = std::fs::read(root.join("bench/data/geo.bin"))
+    let msgs = common::load_messages(&root.join("bench/data/geo.bin"))
         .expect("bench/data/geo.bin missing: python3 bench/gen-workload.py (see bench/README.md)");
-    let mut msgs = Vec::new();
-    let mut at = 0;
-    while at + 2 <= data.len() {
-        let len = usize::from(u16::from_be_bytes([data[at], data[at + 1]]));
-        msgs.push(data[at + 2..at + 2 + len].to_vec());
-        at += 2 + len;
-    }
     let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
     let rounds: usize = args.next().map_or(1, |s| s.parse().expect("rounds"));
     let kib: usize = args.next().map_or(0, |s| s.parse().expect("KiB"));
