@@ -143,6 +143,7 @@ fn model() -> Model {
             tcp_idle_timeout: Duration::from_secs(10),
             tcp_max_connections: 1024,
             udp_sockets: 0,
+            answer_cache_bytes: 0,
         },
         zones: vec![],
         checks: vec![],

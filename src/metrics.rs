@@ -31,6 +31,10 @@ pub const LAST_RELOAD: &str = "geode_config_last_reload_success_timestamp_second
 pub const GEOIP_LOOKUPS: &str = "geode_geoip_lookups_total";
 /// `geode_build_info{version}`.
 pub const BUILD_INFO: &str = "geode_build_info";
+/// `geode_dns_answer_cache_total{result}`: geode's addition to the contract's families
+/// (README "Metrics"), so an operator can see what share of UDP answers came from the
+/// answer cache.
+pub const ANSWER_CACHE: &str = "geode_dns_answer_cache_total";
 
 /// Transport a query came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +97,10 @@ pub struct Metrics {
     pub geoip_hit: IntCounter,
     /// GeoIP lookups without data.
     pub geoip_miss: IntCounter,
+    /// UDP queries answered from the answer cache.
+    pub answer_cache_hit: IntCounter,
+    /// UDP queries looked up in the answer cache and not found there.
+    pub answer_cache_miss: IntCounter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -169,6 +177,14 @@ impl Metrics {
             &["result"],
         )?;
         reg(Box::new(geoip.clone()))?;
+        let cache = IntCounterVec::new(
+            Opts::new(
+                ANSWER_CACHE,
+                "UDP queries looked up in the answer cache, by result (hit, miss).",
+            ),
+            &["result"],
+        )?;
+        reg(Box::new(cache.clone()))?;
         let build = IntGaugeVec::new(
             Opts::new(BUILD_INFO, "Build information; always 1."),
             &["version"],
@@ -193,6 +209,8 @@ impl Metrics {
             last_reload,
             geoip_hit: geoip.with_label_values(&["hit"]),
             geoip_miss: geoip.with_label_values(&["miss"]),
+            answer_cache_hit: cache.with_label_values(&["hit"]),
+            answer_cache_miss: cache.with_label_values(&["miss"]),
             registry,
         })
     }
@@ -239,6 +257,7 @@ mod tests {
             .inc();
         m.reload_success.inc();
         m.geoip_hit.inc();
+        m.answer_cache_hit.inc();
         let (_, body) = m.render();
         let text = String::from_utf8(body).unwrap();
         for name in [
@@ -253,6 +272,7 @@ mod tests {
             LAST_RELOAD,
             GEOIP_LOOKUPS,
             BUILD_INFO,
+            ANSWER_CACHE,
         ] {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing");
         }

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -69,6 +69,9 @@ pub struct ServerSettings {
     pub tcp_max_connections: usize,
     /// Number of SO_REUSEPORT UDP sockets per listen address (0 = one per core).
     pub udp_sockets: usize,
+    /// Bytes of answer cache per UDP socket (0 = no cache): fast-path replies kept and
+    /// sent again for the same query bytes until the snapshot or any health state moves.
+    pub answer_cache_bytes: usize,
 }
 
 /// A DNS name in presentation form, lower case, with the trailing dot: `www.gslb.example.`.
@@ -299,6 +302,16 @@ pub struct EndpointKey {
 #[derive(Debug, Default)]
 pub struct HealthCell(AtomicU8);
 
+/// Counts every change of any [`HealthCell`] in the process, so a cache of answers can
+/// tell in one load that no routing input outside the snapshot has moved.
+static HEALTH_EPOCH: AtomicU64 = AtomicU64::new(0);
+
+/// The current health epoch. A reader that loads it before reading health cells and sees
+/// it unchanged later knows its answers used the states of this epoch or newer.
+pub fn health_epoch() -> u64 {
+    HEALTH_EPOCH.load(Ordering::Acquire)
+}
+
 /// Probed state values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Probed {
@@ -332,7 +345,11 @@ impl HealthCell {
             Probed::Up => 1,
             Probed::Down => 2,
         };
-        self.0.store(v, Ordering::Relaxed);
+        // The epoch moves after the state, with Release: whoever sees the new epoch
+        // (Acquire in `health_epoch`) also sees the new state.
+        if self.0.swap(v, Ordering::Relaxed) != v {
+            HEALTH_EPOCH.fetch_add(1, Ordering::Release);
+        }
     }
 }
 

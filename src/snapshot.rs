@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
@@ -33,7 +34,13 @@ pub struct Snapshot {
     pub hash: String,
     /// When this snapshot was built.
     pub loaded_at: SystemTime,
+    /// Unique per snapshot built in this process (never reused, unlike an address), so a
+    /// cache of answers can tell which snapshot they came from.
+    pub generation: u64,
 }
+
+/// Source of [`Snapshot::generation`].
+static GENERATION: AtomicU64 = AtomicU64::new(1);
 
 /// The swappable handle shared by the DNS, HTTP, health and reload tasks.
 pub type Shared = Arc<ArcSwap<Snapshot>>;
@@ -64,6 +71,7 @@ impl Snapshot {
             file: source.file.clone(),
             hash: source.hash.clone(),
             loaded_at: SystemTime::now(),
+            generation: GENERATION.fetch_add(1, Ordering::Relaxed),
         }
     }
 }

@@ -27,6 +27,9 @@ use spans::{SpanIndex, render};
 
 /// Largest TTL (RFC 2181 8).
 const MAX_TTL: u32 = 0x7fff_ffff;
+/// Largest `server.answer_cache_kib`: a cache is allocated per UDP socket, so a typo of a
+/// few digits should be an error, not a machine out of memory.
+const MAX_ANSWER_CACHE_KIB: u32 = 1 << 20;
 
 /// One thing wrong with a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -619,6 +622,13 @@ impl Validator<'_> {
         if tcp_max_connections == 0 {
             self.err(&["server", "tcp_max_connections"], "must be at least 1");
         }
+        let answer_cache_kib = s.answer_cache_kib.unwrap_or(1024);
+        if answer_cache_kib > MAX_ANSWER_CACHE_KIB {
+            self.err(
+                &["server", "answer_cache_kib"],
+                format!("must be at most {MAX_ANSWER_CACHE_KIB} (1 GiB per UDP socket)"),
+            );
+        }
         ServerSettings {
             dns_listen,
             http_listen,
@@ -631,6 +641,7 @@ impl Validator<'_> {
             ),
             tcp_max_connections: tcp_max_connections.max(1),
             udp_sockets: s.udp_sockets.unwrap_or(0),
+            answer_cache_bytes: answer_cache_kib.min(MAX_ANSWER_CACHE_KIB) as usize * 1024,
         }
     }
 

@@ -50,6 +50,8 @@ pub struct RawServer {
     pub tcp_max_connections: Option<usize>,
     /// SO_REUSEPORT UDP sockets per address; 0 = one per core. Default 0.
     pub udp_sockets: Option<usize>,
+    /// Answer cache per UDP socket, in KiB; 0 disables it. Default 1024.
+    pub answer_cache_kib: Option<u32>,
 }
 
 /// `[zones."name."]`.

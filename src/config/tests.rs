@@ -81,6 +81,7 @@ regions = ["eu-west"]
     assert_eq!(s.tcp_idle_timeout, Duration::from_secs(10));
     assert_eq!(s.tcp_max_connections, 1024);
     assert_eq!(s.udp_sockets, 0);
+    assert_eq!(s.answer_cache_bytes, 1 << 20);
     // Zone
     let z = &m.zones[0];
     assert_eq!(z.origin, "gslb.example.");
@@ -779,7 +780,7 @@ fn client_keys_parse() {
 #[test]
 fn server_settings_are_validated() {
     let p = problems(
-        "[server]\ndns_listen = []\nmax_udp_payload = 100\ntcp_max_connections = 0\nhttp_listen = \"nope\"\n",
+        "[server]\ndns_listen = []\nmax_udp_payload = 100\ntcp_max_connections = 0\nhttp_listen = \"nope\"\nanswer_cache_kib = 1048577\n",
     );
     let got: Vec<(usize, &str)> = p.iter().map(|p| (p.line, p.key.as_str())).collect();
     assert_eq!(
@@ -789,8 +790,13 @@ fn server_settings_are_validated() {
             (3, "server.max_udp_payload"),
             (4, "server.tcp_max_connections"),
             (5, "server.http_listen"),
+            (6, "server.answer_cache_kib"),
         ]
     );
+    let off = ok("[server]\nanswer_cache_kib = 0\n").server;
+    assert_eq!(off.answer_cache_bytes, 0);
+    let most = ok("[server]\nanswer_cache_kib = 1048576\n").server;
+    assert_eq!(most.answer_cache_bytes, 1 << 30);
 }
 
 #[test]

@@ -23,10 +23,74 @@ use crate::snapshot::Snapshot;
 /// What the fast path did with a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fast {
-    /// `out` holds the response.
-    Reply,
+    /// `out` holds the response; it was counted as the tally says.
+    Reply(Tally),
     /// Not a fast-path query: use the ordinary path.
     Fallback,
+}
+
+/// What a fast-path reply counted in the metrics and what it depended on besides the
+/// query bytes, the snapshot and health. The answer cache keeps it with a stored reply
+/// so that a reply served again counts exactly what answering afresh would.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    /// Index in [`QTYPES`].
+    qtype: u8,
+    /// Index in `RCODES`.
+    rcode: u8,
+    lookup: GeoLookup,
+    /// (service, region) of a GSLB answer, for `geode_dns_answers_total`.
+    answer: Option<(u16, u16)>,
+    /// The client was located by the packet's source address (no usable ECS), so the
+    /// same bytes from another address may get another reply.
+    pub per_source: bool,
+}
+
+impl Tally {
+    /// Counts the reply in `geode_dns_queries_total`, `geode_dns_answers_total` and
+    /// `geode_geoip_lookups_total`. `snap` must be the snapshot that answered.
+    pub fn count(&self, snap: &Snapshot, metrics: &Metrics) {
+        self.lookup.count(metrics);
+        if let Some((sid, r)) = self.answer {
+            snap.answer_counters[usize::from(sid)][usize::from(r)].inc();
+        }
+        metrics.query(Proto::Udp, usize::from(self.qtype), usize::from(self.rcode));
+    }
+
+    /// The tally in one word, for the answer cache's byte store.
+    pub(crate) fn pack(&self) -> u64 {
+        let lookup = match self.lookup {
+            GeoLookup::Skipped => 0u64,
+            GeoLookup::Hit => 1,
+            GeoLookup::Miss => 2,
+        };
+        let (has, sid, region) = match self.answer {
+            Some((s, r)) => (1u64, s, r),
+            None => (0, 0, 0),
+        };
+        u64::from(self.qtype)
+            | u64::from(self.rcode) << 8
+            | lookup << 16
+            | has << 18
+            | u64::from(self.per_source) << 19
+            | u64::from(sid) << 32
+            | u64::from(region) << 48
+    }
+
+    /// The inverse of [`Tally::pack`].
+    pub(crate) fn unpack(v: u64) -> Tally {
+        Tally {
+            qtype: v as u8,
+            rcode: (v >> 8) as u8,
+            lookup: match (v >> 16) & 3 {
+                1 => GeoLookup::Hit,
+                2 => GeoLookup::Miss,
+                _ => GeoLookup::Skipped,
+            },
+            answer: (v >> 18 & 1 == 1).then_some(((v >> 32) as u16, (v >> 48) as u16)),
+            per_source: v >> 19 & 1 == 1,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -364,6 +428,7 @@ pub fn answer(
     let ecs = q.ecs.map(|b| (b, ecs_addr(b)));
     let mut lookup = GeoLookup::Skipped;
     let mut service = None;
+    let mut per_source = false;
     let (zone, decision) = match snap.fast.names.get(lname) {
         Some(Kind::Service(sid)) => {
             let family = match q.qtype {
@@ -378,7 +443,10 @@ pub fn answer(
                         source_prefix: b[2],
                     },
                 ),
-                _ => (src, ClientSource::Resolver),
+                _ => {
+                    per_source = true;
+                    (src, ClientSource::Resolver)
+                }
             };
             let (loc, how) = locate(&snap.model, snap.geo.as_deref(), ip, source);
             lookup = how;
@@ -485,22 +553,24 @@ pub fn answer(
         // both exactly as hickory does.
         return Fast::Fallback;
     }
-    lookup.count(metrics);
-    if let (
-        Some(sid),
-        Some(Decision {
-            outcome: Outcome::Answer,
-            region: Some(r),
-            ..
-        }),
-    ) = (service, &decision)
-    {
-        snap.answer_counters[usize::from(sid)][usize::from(*r)].inc();
-    }
-    metrics.query(
-        Proto::Udp,
-        qtype_idx(q.qtype),
-        rcode_index(["NOERROR", "", "SERVFAIL", "NXDOMAIN"][usize::from(rcode)]),
-    );
-    Fast::Reply
+    let answer = match (service, &decision) {
+        (
+            Some(sid),
+            Some(Decision {
+                outcome: Outcome::Answer,
+                region: Some(r),
+                ..
+            }),
+        ) => Some((sid, *r)),
+        _ => None,
+    };
+    let tally = Tally {
+        qtype: qtype_idx(q.qtype) as u8,
+        rcode: rcode_index(["NOERROR", "", "SERVFAIL", "NXDOMAIN"][usize::from(rcode)]) as u8,
+        lookup,
+        answer,
+        per_source,
+    };
+    tally.count(snap, metrics);
+    Fast::Reply(tally)
 }

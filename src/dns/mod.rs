@@ -16,6 +16,7 @@
 //!     answer does not fit (RFC 6891 7, RFC 1035 4.2.1)
 //! ```
 
+pub mod cache;
 pub mod ecs;
 pub mod fast;
 pub mod listen;

@@ -33,6 +33,7 @@ fn model(check: Check, regions: Vec<(&str, u32, Vec<Ep>)>) -> Model {
             tcp_idle_timeout: Duration::from_secs(10),
             tcp_max_connections: 16,
             udp_sockets: 1,
+            answer_cache_bytes: 0,
         },
         zones: vec![],
         checks: vec![check],

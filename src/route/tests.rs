@@ -298,6 +298,7 @@ impl World {
                     tcp_idle_timeout: Duration::from_secs(10),
                     tcp_max_connections: 16,
                     udp_sockets: 1,
+                    answer_cache_bytes: 0,
                 },
                 zones: vec![],
                 checks: vec![],

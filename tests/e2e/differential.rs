@@ -10,6 +10,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use geode::dns::Handler;
 use geode::dns::fast::{self, Fast};
+use geode::dns::udp::Responder;
 use geode::metrics::Metrics;
 use geode::model::Probed;
 use geode::snapshot::Snapshot;
@@ -19,11 +20,25 @@ use hickory_net::proto::rr::{Name, RecordType};
 
 use crate::harness::maxmind_city;
 
+/// The health epoch an answer cache watches is per process: a test setting endpoint
+/// states empties the caches of the tests running beside it. These tests take turns.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn config() -> String {
+    config_with("")
+}
+
+/// The corpus config, with `server` lines added to its `[server]` table.
+fn config_with(server: &str) -> String {
     format!(
         r#"
 [server]
 geoip_db = "{db}"
+{server}
 
 [zones."gslb.example."]
 ttl = 300
@@ -99,9 +114,22 @@ regions = ["us"]
 }
 
 fn snapshot() -> (Arc<ArcSwap<Snapshot>>, Arc<Metrics>) {
+    snapshot_of(&config())
+}
+
+fn snapshot_of(text: &str) -> (Arc<ArcSwap<Snapshot>>, Arc<Metrics>) {
+    let metrics = Arc::new(Metrics::new().unwrap());
+    (
+        Arc::new(ArcSwap::from_pointee(build(text, &metrics))),
+        metrics,
+    )
+}
+
+/// A snapshot of `text`, with the `down` region's endpoint down and the others up.
+fn build(text: &str, metrics: &Metrics) -> Snapshot {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("geode.toml");
-    std::fs::write(&path, config()).unwrap();
+    std::fs::write(&path, text).unwrap();
     let (loaded, geo) = geode::app::load(&path, None).expect("config loads");
     for r in &loaded.model.regions {
         for e in &r.endpoints {
@@ -112,9 +140,7 @@ fn snapshot() -> (Arc<ArcSwap<Snapshot>>, Arc<Metrics>) {
             });
         }
     }
-    let metrics = Arc::new(Metrics::new().unwrap());
-    let snap = Snapshot::build(loaded, geo, &metrics);
-    (Arc::new(ArcSwap::from_pointee(snap)), metrics)
+    Snapshot::build(loaded, geo, metrics)
 }
 
 /// Deterministic xorshift so the corpus is the same on every run.
@@ -240,6 +266,7 @@ fn corpus() -> Vec<Vec<u8>> {
 
 #[test]
 fn fast_path_answers_byte_for_byte_like_the_ordinary_path() {
+    let _serial = serial();
     let (shared, metrics) = snapshot();
     let handler = Handler::new(shared.clone(), metrics.clone());
     let snap = shared.load();
@@ -254,7 +281,7 @@ fn fast_path_answers_byte_for_byte_like_the_ordinary_path() {
         };
         let fast_said = fast::answer(&snap, &metrics, pkt, src.ip(), &mut fast_out);
         let slow_said = handler.ordinary_udp(&snap, pkt, src, &mut slow_out);
-        if fast_said == Fast::Reply {
+        if matches!(fast_said, Fast::Reply(_)) {
             answered_fast += 1;
             assert!(
                 slow_said,
@@ -285,6 +312,7 @@ fn fast_path_answers_byte_for_byte_like_the_ordinary_path() {
 
 #[test]
 fn fast_path_leaves_unusual_queries_to_the_ordinary_path() {
+    let _serial = serial();
     let (shared, metrics) = snapshot();
     let snap = shared.load();
     let mut out = Vec::new();
@@ -324,16 +352,212 @@ fn fast_path_leaves_unusual_queries_to_the_ordinary_path() {
     }
     for name in ["www.gslb.example.", "c.d.e.f.g.h.i.j.k.l.m.gslb.example."] {
         let fast_ok = q(name, RecordType::A, &|_| {});
-        assert_eq!(
-            fast::answer(
-                &snap,
-                &metrics,
-                &fast_ok,
-                IpAddr::from([127, 0, 0, 1]),
-                &mut out
+        assert!(
+            matches!(
+                fast::answer(
+                    &snap,
+                    &metrics,
+                    &fast_ok,
+                    IpAddr::from([127, 0, 0, 1]),
+                    &mut out
+                ),
+                Fast::Reply(_)
             ),
-            Fast::Reply,
             "{name}"
         );
     }
+}
+
+const SOURCES: [&str; 3] = ["81.2.69.160:5353", "127.0.0.1:5353", "[2001:db8::5]:53"];
+
+/// Sends the corpus through `responder`, each query's ID XORed with `id_xor` and sent from
+/// one of [`SOURCES`] chosen by its index plus `rotate`, and checks every reply against the
+/// ordinary path's for the same packet and source. Returns the replies.
+fn pass_through_responder(
+    responder: &mut Responder,
+    shared: &ArcSwap<Snapshot>,
+    handler: &Handler,
+    metrics: &Metrics,
+    (id_xor, rotate): (u16, usize),
+    what: &str,
+) -> Vec<Option<Vec<u8>>> {
+    let snap = shared.load();
+    let (mut got, mut want) = (Vec::new(), Vec::new());
+    let mut replies = Vec::new();
+    for (i, pkt) in corpus().iter().enumerate() {
+        let mut pkt = pkt.clone();
+        if pkt.len() >= 2 {
+            let id = u16::from_be_bytes([pkt[0], pkt[1]]) ^ id_xor;
+            pkt[..2].copy_from_slice(&id.to_be_bytes());
+        }
+        let src: SocketAddr = SOURCES[(i + rotate) % SOURCES.len()].parse().unwrap();
+        let said = responder.answer(&snap, handler, metrics, &pkt, src, &mut got);
+        if said {
+            assert!(
+                handler.ordinary_udp(&snap, &pkt, src, &mut want),
+                "{what}, packet {i}: answered, the ordinary path would not"
+            );
+            assert_eq!(
+                got, want,
+                "{what}, packet {i} from {src} differs from the ordinary path\nquery: {pkt:02x?}"
+            );
+        }
+        replies.push(said.then(|| got.clone()));
+    }
+    responder.flush(metrics);
+    replies
+}
+
+#[test]
+fn answer_cache_replies_like_the_ordinary_path_across_health_flips_and_reloads() {
+    let _serial = serial();
+    let (shared, metrics) = snapshot();
+    let handler = Handler::new(shared.clone(), metrics.clone());
+    let mut responder = Responder::new();
+    let hits = || metrics.answer_cache_hit.get();
+
+    let first =
+        pass_through_responder(&mut responder, &shared, &handler, &metrics, (0, 0), "first");
+    let after_first = hits();
+    // Repeats inside the corpus already hit; a second pass with new IDs hits far more, and
+    // each hit must carry its own query's ID.
+    let second = pass_through_responder(
+        &mut responder,
+        &shared,
+        &handler,
+        &metrics,
+        (0x5a5a, 0),
+        "second",
+    );
+    let second_hits = hits() - after_first;
+    assert!(
+        second_hits > 1000,
+        "only {second_hits} cache hits when the corpus came round again"
+    );
+    assert!(second_hits > after_first, "{second_hits} vs {after_first}");
+    assert!(
+        first
+            .iter()
+            .flatten()
+            .zip(second.iter().flatten())
+            .any(|(a, b)| a[..2] != b[..2])
+    );
+
+    // Health flip: the region `down` comes up. Failover names change answers, so stale
+    // cached replies would differ from the ordinary path.
+    for r in &shared.load().model.regions {
+        if r.name == "down" {
+            r.endpoints[0].health.set(Probed::Up);
+        }
+    }
+    let flipped = pass_through_responder(
+        &mut responder,
+        &shared,
+        &handler,
+        &metrics,
+        (0x5a5a, 0),
+        "after the health flip",
+    );
+    let changed = second.iter().zip(&flipped).filter(|(a, b)| a != b).count();
+    assert!(changed > 50, "only {changed} replies changed with the flip");
+
+    // Reload: another TTL for every GSLB name. The cache must not serve the old snapshot.
+    let reloaded = config().replace(
+        "[services.\"fo.gslb.example.\"]",
+        "[services.\"fo.gslb.example.\"]\nttl = 7",
+    );
+    assert_ne!(reloaded, config());
+    shared.store(Arc::new(build(&reloaded, &metrics)));
+    let after_reload = pass_through_responder(
+        &mut responder,
+        &shared,
+        &handler,
+        &metrics,
+        (0x1234, 0),
+        "after the reload",
+    );
+    assert!(
+        second
+            .iter()
+            .zip(&after_reload)
+            .filter(|(a, b)| a != b)
+            .count()
+            > 50
+    );
+
+    // The same packets from other sources: replies that depended on the source (no
+    // usable ECS) must not be served to another one.
+    let before = hits();
+    let rotated = pass_through_responder(
+        &mut responder,
+        &shared,
+        &handler,
+        &metrics,
+        (0x1234, 1),
+        "from other sources",
+    );
+    assert!(hits() - before > 500, "{} hits", hits() - before);
+    assert!(
+        after_reload
+            .iter()
+            .zip(&rotated)
+            .filter(|(a, b)| a.as_ref().map(|a| &a[2..]) != b.as_ref().map(|b| &b[2..]))
+            .count()
+            > 50
+    );
+}
+
+/// The metric families a reply is counted in, rendered.
+fn counted(metrics: &Metrics) -> Vec<String> {
+    let (_, text) = metrics.render();
+    String::from_utf8(text)
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            l.starts_with("geode_dns_queries_total")
+                || l.starts_with("geode_dns_answers_total")
+                || l.starts_with("geode_geoip_lookups_total")
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn replies_from_the_cache_are_counted_as_if_answered_afresh() {
+    let _serial = serial();
+    let run = |server: &str| {
+        let (shared, metrics) = snapshot_of(&config_with(server));
+        let handler = Handler::new(shared.clone(), metrics.clone());
+        let mut responder = Responder::new();
+        for round in 0..3 {
+            pass_through_responder(
+                &mut responder,
+                &shared,
+                &handler,
+                &metrics,
+                (round, usize::from(round)),
+                "count",
+            );
+        }
+        (
+            counted(&metrics),
+            metrics.answer_cache_hit.get(),
+            metrics.answer_cache_miss.get(),
+        )
+    };
+    let (cached, hits, misses) = run("");
+    let (uncached, no_hits, no_misses) = run("answer_cache_kib = 0");
+    assert!(hits > 2000, "{hits} hits");
+    assert_eq!(
+        (no_hits, no_misses),
+        (0, 0),
+        "a disabled cache counts nothing"
+    );
+    assert!(misses > 0);
+    assert!(
+        cached
+            .iter()
+            .any(|l| l.contains("NOERROR") && !l.ends_with(" 0"))
+    );
+    assert_eq!(cached, uncached);
 }

@@ -664,6 +664,46 @@ async fn metrics_count_geoip_hits_and_misses() {
 }
 
 #[tokio::test]
+async fn metrics_count_answer_cache_hits_and_misses() {
+    // One UDP socket, so every query meets the same receive loop's cache.
+    let one_socket = |extra: &str| {
+        plain_config().replace(
+            "[server]\n",
+            &format!("[server]\nudp_sockets = 1\n{extra}\n"),
+        )
+    };
+    let name = "geode_dns_answer_cache_total";
+    for (extra, cached) in [("", true), ("answer_cache_kib = 0", false)] {
+        let g = Geode::start(&one_socket(extra));
+        let before = scrape(&g).await;
+        const N: usize = 12;
+        for _ in 0..N {
+            let m = query_once(&g, "www.gslb.test.", RecordType::A, Some("198.51.100.0/24")).await;
+            assert_eq!(addrs(&m), ["192.0.2.1"], "{extra}");
+            let m = query_once(&g, "www.gslb.test.", RecordType::A, Some("203.0.113.0/24")).await;
+            assert_eq!(addrs(&m), ["192.0.2.2"], "{extra}");
+        }
+        // Static names take the ordinary path: looked up, never stored.
+        for _ in 0..3 {
+            query_once(&g, "ns1.gslb.test.", RecordType::A, None).await;
+        }
+        let after = scrape(&g).await;
+        let d =
+            |r: &str| after.value(name, &[("result", r)]) - before.value(name, &[("result", r)]);
+        if cached {
+            assert_eq!(d("hit"), (2 * N - 2) as f64, "hits");
+            assert_eq!(d("miss"), 2.0 + 3.0, "misses");
+        } else {
+            assert_eq!(
+                (d("hit"), d("miss")),
+                (0.0, 0.0),
+                "a disabled cache counts nothing"
+            );
+        }
+    }
+}
+
+#[tokio::test]
 async fn metrics_build_info_is_one_with_the_package_version() {
     let g = Geode::start(&plain_config());
     let exp = scrape(&g).await;
