@@ -17,15 +17,23 @@
 #   3. VmRSS / VmHWM from /proc/PID/status, idle and after the load;
 #   4. max q/s unpinned with 2 UDP sockets/threads (server and dnsperf share the two
 #      cores), and the 2-core/1-core ratio (TWO_CORE=0 skips it).
+#   compare mode then runs both servers at once, pinned to the same core, and measures
+#   max q/s and queries per server CPU-second in ROUNDS alternating rounds (geode, gdnsd,
+#   geode, ...): on a shared VM whose speed drifts by 10% or more within minutes, the
+#   median of interleaved rounds is the fairer ratio. The table reports both.
 # Before measuring, bench/verify.py checks a sample of answers (region vs. the nearest
 # by distance, rcodes); compare mode also reports geode/gdnsd answer agreement.
 #
 # Environment knobs (defaults): DURATION=10 RATE=20000 CLIENTS=4 WARMUP=2
 #   SERVER_CPU=1 CLIENT_CPU=0 GEODE_PORT=15353 GEODE_HTTP_PORT=19153 GDNSD_PORT=15354
-#   TWO_CORE=1 VERIFY_PER_GROUP=50 SKIP_BUILD= (1: use target/release/geode as is)
+#   TWO_CORE=1 VERIFY_PER_GROUP=50 ROUNDS=3 (interleaved rounds in compare mode; 0 skips)
+#   SKIP_BUILD= (1: use target/release/geode as is)
 #   GEODE_BIN= (a prebuilt binary; implies SKIP_BUILD)
 #   DNSPERF_EXTRA= (added to the max-q/s dnsperf runs, e.g. "-q 500": dnsperf keeps at
 #   most 100 queries outstanding by default, so max q/s <= 100 / latency)
+#   ANSWER_CACHE_KIB= (geode's server.answer_cache_kib; 0 computes every reply. The geo
+#   workload repeats 3,000 distinct queries, so with the default cache nearly every
+#   reply after the first round comes from it; the table shows the share.)
 # Results: bench/out/run-<UTC time>-<mode>/ (logs, dnsperf output, results.tsv,
 # table.md); the table is also printed at the end.
 set -euo pipefail
@@ -47,6 +55,8 @@ GDNSD_PORT="${GDNSD_PORT:-15354}"
 TWO_CORE="${TWO_CORE:-1}"
 VERIFY_PER_GROUP="${VERIFY_PER_GROUP:-50}"
 DNSPERF_EXTRA="${DNSPERF_EXTRA:-}"   # extra dnsperf args for the max-q/s runs, e.g. "-q 500"
+ANSWER_CACHE_KIB="${ANSWER_CACHE_KIB:-}"
+ROUNDS="${ROUNDS:-3}"
 [[ "$MODE" == mix ]] && TWO_CORE="${MIX_TWO_CORE:-0}"
 
 DATA="$BENCH/data"
@@ -146,10 +156,13 @@ pin() { [[ -n "$1" ]] && echo "taskset -c $1"; true; }
 # start_geode SOCKETS CPU -> SERVER_PID, SERVER_PORT
 start_geode() {
   local sockets="$1" cpu="$2" cfg="$BENCH/geode-bench.toml"
-  if [[ "$sockets" != 1 ]]; then
+  if [[ "$sockets" != 1 || -n "$ANSWER_CACHE_KIB" ]]; then
     cfg="$RUN/geode-bench-$sockets.toml"
     sed -e "s/^udp_sockets = .*/udp_sockets = $sockets/" \
         -e "s|^geoip_db *=.*|geoip_db    = \"$DB\"|" "$BENCH/geode-bench.toml" > "$cfg"
+    if [[ -n "$ANSWER_CACHE_KIB" ]]; then
+      sed -i "s/^udp_sockets = .*/&\nanswer_cache_kib = $ANSWER_CACHE_KIB/" "$cfg"
+    fi
   fi
   port_free "$GEODE_PORT" || die "port $GEODE_PORT is in use (set GEODE_PORT)"
   local logf="$RUN/geode-$sockets.log"
@@ -250,6 +263,14 @@ measure() {
   rec "$name" q_per_cpu_s "$(awk -v q="$done_q" -v c="$cpu_s" 'BEGIN { if (c > 0) printf "%.0f", q / c; else print "n/a" }')"
   rec "$name" max_client_cpu_pct "$(awk -v c="$(dp_cpu "$f")" -v r="$runtime" 'BEGIN { printf "%.0f", 100 * c / r }')"
   rec "$name" max_rcodes "$(grep -m1 'Response codes:' "$f" | sed 's/.*Response codes: *//')"
+  if [[ "$name" == geode ]]; then
+    # Share of all UDP queries so far (verify, warm-up, max run) answered from the cache.
+    rec "$name" cache_hit_pct "$(python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1]).read().decode())' \
+      "http://127.0.0.1:$GEODE_HTTP_PORT/metrics" | awk '
+      /^geode_dns_answer_cache_total\{result="hit"\}/ { h = $2 }
+      /^geode_dns_answer_cache_total\{result="miss"\}/ { m = $2 }
+      END { if (h + m > 0) printf "%.1f", 100 * h / (h + m); else print "0" }')"
+  fi
 
   log "$name: fixed rate $RATE q/s for ${DURATION}s (latency)"
   t0="$(cpu_ticks "$SERVER_PID")"
@@ -293,6 +314,48 @@ measure() {
   fi
 }
 
+# interleave WORKLOAD_BIN: both servers up on SERVER_CPU, ROUNDS alternating max-q/s runs
+interleave() {
+  local bin="$1" r s t0 t1 f cpu_s tck
+  tck="$(getconf CLK_TCK)"
+  log "interleaved: $ROUNDS rounds of ${DURATION}s per server, alternating, both pinned to cpu $SERVER_CPU"
+  start_geode 1 "$SERVER_CPU"
+  local -A pid port
+  pid[geode]="$SERVER_PID"; port[geode]="$SERVER_PORT"
+  start_gdnsd 1 "$SERVER_CPU"
+  pid[gdnsd]="$SERVER_PID"; port[gdnsd]="$SERVER_PORT"
+  for s in geode gdnsd; do
+    SERVER_PORT="${port[$s]}"
+    dnsperf_run "$RUN/$s-inter-warmup.txt" "$CLIENT_CPU" "$bin" -T 1 -l "$WARMUP"
+  done
+  for ((r = 1; r <= ROUNDS; r++)); do
+    for s in geode gdnsd; do
+      SERVER_PORT="${port[$s]}"
+      f="$RUN/$s-inter-$r.txt"
+      t0="$(cpu_ticks "${pid[$s]}")"
+      # shellcheck disable=SC2086
+      dnsperf_run "$f" "$CLIENT_CPU" "$bin" -T 1 -l "$DURATION" $DNSPERF_EXTRA
+      t1="$(cpu_ticks "${pid[$s]}")"
+      cpu_s="$(awk -v a="$t0" -v b="$t1" -v t="$tck" 'BEGIN { printf "%.2f", (b - a) / t }')"
+      printf '%s\t%s\t%s\t%s\n' "$s" "$r" "$(dp "$f" "Queries per second:" | awk '{printf "%.0f", $1}')" \
+        "$(awk -v q="$(dp "$f" "Queries completed:")" -v c="$cpu_s" 'BEGIN { if (c > 0) printf "%.0f", q / c; else print 0 }')" \
+        >> "$RUN/interleaved.tsv"
+    done
+  done
+  for s in gdnsd geode; do SERVER_PID="${pid[$s]}"; stop_server; done
+  median() {
+    awk -F'\t' -v s="$1" -v c="$2" '$1 == s { print $c }' "$RUN/interleaved.tsv" | sort -n |
+      awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.0f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+  }
+  for s in geode gdnsd; do
+    rec "$s" inter_qps "$(median "$s" 3)"
+    rec "$s" inter_q_per_cpu_s "$(median "$s" 4)"
+  done
+  # Each round's geode/gdnsd ratio of queries per CPU-second, for the spread.
+  rec geode inter_rounds "$(awk -F'\t' '$1 == "geode" { g[$2] = $4 } $1 == "gdnsd" { d[$2] = $4 }
+    END { for (r = 1; r in g; r++) printf "%s%.2f", (r > 1 ? " " : ""), (d[r] > 0 ? g[r] / d[r] : 0) }' "$RUN/interleaved.tsv")"
+}
+
 # ---------------------------------------------------------------- report
 
 table() {
@@ -308,6 +371,7 @@ table() {
     [[ " ${servers[*]} " == *" gdnsd "* ]] && versions+="; $( (gdnsd -h 2>&1 || true) | grep -m1 'gdnsd version' || true)"
     echo "$versions; $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), Linux $(uname -r)"
     echo "workload: $WORKLOAD_NAME ($(wc -c < "$WORKLOAD_BIN") bytes); dnsperf -B -c $CLIENTS -T 1 -l $DURATION $DNSPERF_EXTRA; load average before: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg)"
+    [[ -n "$ANSWER_CACHE_KIB" ]] && echo "geode: server.answer_cache_kib = $ANSWER_CACHE_KIB"
     echo
     printf '| %-46s |' "metric"; for s in "${servers[@]}"; do printf ' %-14s |' "$s"; done
     ((ratio)) && printf ' %-12s |' "${servers[0]}/${servers[1]}"
@@ -334,6 +398,7 @@ table() {
     row "  server CPU % of its core" max_server_cpu_pct
     row "  dnsperf CPU % of its core" max_client_cpu_pct
     row "queries per server CPU-second" q_per_cpu_s
+    row "  replies from geode's answer cache (%)" cache_hit_pct
     row "avg latency at max load (us)" max_avg_lat_us
     row "p50 latency at $RATE q/s (us)" rate_p50_us
     row "p99 latency at $RATE q/s (us)" rate_p99_us
@@ -350,11 +415,18 @@ table() {
       row "  queries per server CPU-second" two_core_q_per_cpu_s
       row "  2-core / 1-core" two_core_ratio
     fi
+    if [[ -s "$RUN/interleaved.tsv" ]]; then
+      row "max q/s, 1 core, median of $ROUNDS interleaved rounds" inter_qps
+      row "queries per server CPU-second, same rounds" inter_q_per_cpu_s
+    fi
     echo
     for s in "${servers[@]}"; do
       echo "- $s: answers check: $(get "$s" verify); rcodes at max: $(get "$s" max_rcodes); lost at $RATE q/s: $(get "$s" rate_lost)"
     done
     if [[ -s "$RUN/agreement.txt" ]]; then echo "- $(head -1 "$RUN/agreement.txt")"; fi
+    if [[ -s "$RUN/interleaved.tsv" ]]; then
+      echo "- interleaved rounds, geode/gdnsd queries per CPU-second per round: $(get geode inter_rounds)"
+    fi
     awk -v l="$LOAD_BEFORE" 'BEGIN { split(l, a, " "); if (a[1] > 0.5) print "- WARNING: the machine was busy (load average " a[1] " before the run): these numbers are provisional." }'
   } | tee "$RUN/table.md"
 }
@@ -383,6 +455,7 @@ case "$MODE" in
     measure gdnsd "$WORKLOAD_BIN" "$WORKLOAD_TXT" start_gdnsd
     python3 "$BENCH/verify.py" --compare "$RUN/verify-geode.tsv" "$RUN/verify-gdnsd.tsv" > "$RUN/agreement.txt" || true
     cat "$RUN/agreement.txt" >&2
+    ((ROUNDS > 0)) && interleave "$WORKLOAD_BIN"
     table geode gdnsd ;;
 esac
 log "results in $RUN"
