@@ -176,11 +176,12 @@ impl AnswerCache {
         id: [u8; 2],
         out: &mut Vec<u8>,
     ) -> Result<Tally, Miss> {
+        if HDR + key.len() > MAX_ENTRY {
+            // Never stored (`put` refuses it too), so not worth hashing.
+            return Err(Miss { hash: 0 });
+        }
         let hash = self.hash(key);
         let miss = Miss { hash };
-        if HDR + key.len() > MAX_ENTRY {
-            return Err(miss);
-        }
         if let Some(t) = self.probe(hash, key, None, id, out) {
             return Ok(t);
         }
