@@ -172,7 +172,7 @@ fn region_has(region: &Region, family: Family) -> bool {
 
 /// SplitMix64 finaliser: a fixed, well-mixed hash, so every geode instance (and every
 /// restart) sends a given client subnet to the same place.
-fn mix(mut z: u64) -> u64 {
+pub(crate) fn mix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);

@@ -21,10 +21,12 @@
 //! three cache lines. Nothing is allocated after [`AnswerCache::new`] and nothing is shared
 //! between threads, so there is no lock.
 
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
 
 use super::fast::Tally;
+use crate::model::Fx;
+use crate::route::mix;
 
 /// Entries per index set: 8 tags and 8 positions fill one 64-byte line.
 const WAYS: usize = 8;
@@ -72,13 +74,6 @@ pub struct AnswerCache {
     seed: u64,
     /// (snapshot generation, health epoch) the entries were made under.
     era: (u64, u64),
-}
-
-/// SplitMix64's finaliser.
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 fn source_bits(src: IpAddr) -> (u8, [u8; 16]) {
@@ -134,22 +129,12 @@ impl AnswerCache {
     }
 
     fn hash(&self, key: &[u8]) -> u64 {
-        // Word at a time: a query key is about 50 bytes, so this is a handful of
+        // Fx is a word at a time: a query key is about 50 bytes, so a handful of
         // multiplies; the finaliser spreads them over the set index and the tag.
-        let mut h = self.seed ^ key.len() as u64;
-        let mut words = key.chunks_exact(8);
-        for w in &mut words {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(w);
-            h = (h.rotate_left(23) ^ u64::from_le_bytes(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-        let rest = words.remainder();
-        if !rest.is_empty() {
-            let mut b = [0u8; 8];
-            b[..rest.len()].copy_from_slice(rest);
-            h = (h.rotate_left(23) ^ u64::from_le_bytes(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-        mix(h)
+        let mut h = Fx::default();
+        h.write_u64(self.seed ^ key.len() as u64);
+        h.write(key);
+        mix(h.finish())
     }
 
     fn with_source(hash: u64, src: IpAddr) -> u64 {
@@ -302,12 +287,11 @@ impl AnswerCache {
         };
         let s = self.set_of(hash);
         // The way to reuse: an empty or overwritten one, else the oldest entry.
-        let head = self.head;
-        let ring_blocks = self.ring_blocks;
-        let set = &mut self.sets[s];
+        let set = &self.sets[s];
         let w = (0..WAYS)
-            .find(|&w| set.pos[w] == 0 || head.wrapping_sub(set.pos[w] - 1) > ring_blocks)
+            .find(|&w| set.pos[w] == 0 || !self.live(set.pos[w] - 1))
             .unwrap_or_else(|| (0..WAYS).min_by_key(|&w| set.pos[w]).unwrap_or(0));
+        let set = &mut self.sets[s];
         set.tag[w] = hash as u32;
         set.pos[w] = p + 1;
     }
