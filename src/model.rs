@@ -512,6 +512,9 @@ impl<T> KeyedTable<T> {
 
     /// The most specific row matching the client.
     pub fn lookup(&self, client: &ClientLocation) -> Option<(ClientKey, &T)> {
+        if self.is_empty() {
+            return None;
+        }
         if let Some((net, row)) = self.cidr.iter().find(|(n, _)| n.contains(&client.ip)) {
             return Some((ClientKey::Cidr(*net), row));
         }
@@ -650,7 +653,7 @@ pub enum Outcome {
 }
 
 /// Up to [`MAX_ANSWERS`] addresses without a heap allocation.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy)]
 pub struct AddrList {
     addrs: [IpAddr; MAX_ANSWERS],
     len: u8,
@@ -687,6 +690,17 @@ impl AddrList {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+    /// Empties the list (the slots past the length are left as they are).
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+}
+
+/// Lists are equal when their addresses are: slots past the length do not count.
+impl PartialEq for AddrList {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
 }
 
 /// The result of routing one query for a GSLB name.
@@ -702,6 +716,19 @@ pub struct Decision {
     pub ttl: u32,
     /// ECS SCOPE PREFIX-LENGTH: how much of the client address the answer depended on.
     pub scope: u8,
+}
+
+impl Default for Decision {
+    /// NODATA with nothing in it; [`crate::route::route_into`] overwrites every field.
+    fn default() -> Self {
+        Decision {
+            outcome: Outcome::NoData,
+            region: None,
+            addrs: AddrList::default(),
+            ttl: 0,
+            scope: 0,
+        }
+    }
 }
 
 impl Model {

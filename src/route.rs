@@ -23,7 +23,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use crate::model::{
-    AddrList, AllDown, ClientLocation, ClientSource, Decision, Endpoint, Family, LocatedBy,
+    AllDown, ClientLocation, ClientSource, Decision, Endpoint, Family, LocatedBy,
     MAX_SERVICE_REGIONS, Model, Outcome, Policy, Probed, Region, RegionId, ServiceId, code_str,
     hav_to_km, km_to_hav,
 };
@@ -93,8 +93,6 @@ struct Cand {
     live: bool,
     tie: bool,
     picked: bool,
-    /// [`rank_key`], set once the metric is known.
-    key: u128,
 }
 
 /// A tiny fixed-capacity vector so the decision never touches the heap.
@@ -116,7 +114,7 @@ impl<T: Copy, const N: usize> Stack<T, N> {
             self.len += 1;
         }
     }
-    fn iter(&self) -> impl Iterator<Item = &T> {
+    fn iter(&self) -> impl Iterator<Item = &T> + Clone {
         self.items[..self.len].iter().flatten()
     }
     fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
@@ -125,17 +123,20 @@ impl<T: Copy, const N: usize> Stack<T, N> {
     fn slice_mut(&mut self) -> &mut [Option<T>] {
         &mut self.items[..self.len]
     }
+    fn get(&self, i: usize) -> Option<&T> {
+        self.items[..self.len].get(i)?.as_ref()
+    }
 }
 
 /// The working state of one decision, kept so [`explain`] can show it.
-struct Work<const N: usize> {
+struct Work<'d, const N: usize> {
     cands: Stack<Cand, N>,
     fence: Option<crate::model::ClientKey>,
     latency_row: Option<crate::model::ClientKey>,
     all_down: Option<AllDown>,
     depends_on_location: bool,
     depends_on_hash: bool,
-    decision: Decision,
+    decision: &'d mut Decision,
 }
 
 /// Routes one query for a service. See the module docs for the rules.
@@ -147,12 +148,31 @@ pub fn route(
     client: &ClientLocation,
     health: &impl HealthView,
 ) -> Decision {
+    let mut d = Decision::default();
+    route_into(model, service, family, client, health, &mut d);
+    d
+}
+
+/// [`route`], writing the decision where the caller keeps it: a [`Decision`] is some
+/// 280 bytes, written piecemeal, and the query path reads it right away, so moving it
+/// costs more than deciding a simple case.
+#[inline]
+pub fn route_into(
+    model: &Model,
+    service: ServiceId,
+    family: Family,
+    client: &ClientLocation,
+    health: &impl HealthView,
+    out: &mut Decision,
+) {
     // Most services list a handful of regions: a small working array is cheaper to set
     // up than one sized for the largest service allowed.
     if model.services[usize::from(service)].regions.len() <= SMALL {
-        decide::<SMALL>(model, service, family, client, health).decision
+        let mut w = Work::<SMALL>::new(out);
+        decide(&mut w, model, service, family, client, health);
     } else {
-        decide::<MAX_SERVICE_REGIONS>(model, service, family, client, health).decision
+        let mut w = Work::<MAX_SERVICE_REGIONS>::new(out);
+        decide(&mut w, model, service, family, client, health);
     }
 }
 
@@ -206,31 +226,63 @@ fn affinity_hash(client: &ClientLocation, service: ServiceId) -> u64 {
     mix(h ^ u64::from(service).wrapping_mul(0x2545_f491_4f6c_dd1d) ^ u64::from(prefix))
 }
 
-/// Weighted choice over the candidates selected by `pool`: weight 0 counts as 1 when
-/// every member has weight 0 (standby regions share evenly among themselves).
-fn weighted_pick<const N: usize>(
+/// The affinity hash, computed on first use: most nearest answers have one region in
+/// the tie set and no more addresses than `max_answers`, and never need it.
+struct LazyHash<'c> {
+    client: &'c ClientLocation,
+    service: ServiceId,
+    value: Option<u64>,
+}
+
+impl LazyHash<'_> {
+    fn get(&mut self) -> u64 {
+        *self
+            .value
+            .get_or_insert_with(|| affinity_hash(self.client, self.service))
+    }
+}
+
+/// Weighted choice over `pool`, in its order: weight 0 counts as 1 when every member has
+/// weight 0 (standby regions share evenly among themselves). A pool of one is that
+/// region whatever the hash, so the hash is not asked for.
+fn weighted_pick(
     model: &Model,
-    cands: &Stack<Cand, N>,
-    pool: impl Fn(&Cand) -> bool,
-    hash: u64,
+    pool: impl Iterator<Item = RegionId> + Clone,
+    hash: &mut LazyHash<'_>,
 ) -> Option<RegionId> {
-    let weight = |c: &Cand| model.regions[usize::from(c.region)].weight;
-    let any_weight = cands.iter().filter(|c| pool(c)).any(|c| weight(c) > 0);
-    let w = |c: &Cand| if any_weight { u64::from(weight(c)) } else { 1 };
-    let total: u64 = cands.iter().filter(|c| pool(c)).map(w).sum();
+    let mut members = pool.clone();
+    let first = members.next()?;
+    if members.next().is_none() {
+        return Some(first);
+    }
+    let weight = |r: RegionId| model.regions[usize::from(r)].weight;
+    let any_weight = pool.clone().any(|r| weight(r) > 0);
+    let w = |r: RegionId| if any_weight { u64::from(weight(r)) } else { 1 };
+    let total: u64 = pool.clone().map(w).sum();
     if total == 0 {
         return None;
     }
-    let mut r = hash % total;
-    for c in cands.iter().filter(|c| pool(c)) {
-        let cw = w(c);
+    let mut r = hash.get() % total;
+    for region in pool {
+        let cw = w(region);
         if r < cw {
-            return Some(c.region);
+            return Some(region);
         }
         r -= cw;
     }
     None
 }
+
+/// The haversine term of 110% of the distance whose term is `a`: the edge of the tie
+/// set around the nearest region.
+fn tie_limit(a: f64) -> f64 {
+    km_to_hav(hav_to_km(a) * 1.1)
+}
+
+/// No term above this multiple of the best one is within [`tie_limit`]: sin is concave
+/// on [0, π], so sin²(1.1θ) ≤ 1.21 sin²θ, and 1.25 leaves room for rounding. Regions
+/// further than that are told apart without the inverse trigonometry.
+const TIE_BOUND: f64 = 1.25;
 
 /// The ranking order of a candidate as one integer: not live, metric group, metric
 /// value (in `f64::total_cmp` order) and `regions` order, most significant first.
@@ -249,30 +301,43 @@ fn rank_key(c: &Cand) -> u128 {
         | u128::from(c.order)
 }
 
+impl<'d, const N: usize> Work<'d, N> {
+    fn new(decision: &'d mut Decision) -> Self {
+        Work {
+            cands: Stack::new(),
+            fence: None,
+            latency_row: None,
+            all_down: None,
+            depends_on_location: false,
+            depends_on_hash: false,
+            decision,
+        }
+    }
+}
+
+/// Fills a fresh `w` with the decision. The caller owns the working state and the
+/// decision, so both are built in place: returning them by value copied some 650 bytes
+/// per query, read back right after being written in small pieces (a store-forwarding
+/// stall).
 fn decide<const N: usize>(
+    w: &mut Work<'_, N>,
     model: &Model,
     service: ServiceId,
     family: Family,
     client: &ClientLocation,
     health: &impl HealthView,
-) -> Work<N> {
+) {
     let svc = &model.services[usize::from(service)];
     let fence = svc.fence.lookup(client);
-    let mut w = Work {
-        cands: Stack::new(),
-        fence: fence.as_ref().map(|(k, _)| k.clone()),
-        latency_row: None,
-        all_down: None,
-        depends_on_location: !svc.fence.is_empty(),
-        depends_on_hash: false,
-        decision: Decision {
-            outcome: Outcome::NoData,
-            region: None,
-            addrs: AddrList::default(),
-            ttl: svc.ttl,
-            scope: 0,
-        },
-    };
+    w.fence = fence.as_ref().map(|(k, _)| k.clone());
+    w.depends_on_location = !svc.fence.is_empty();
+    // Field by field: the caller's decision may hold a previous query's addresses, and
+    // only the length needs resetting.
+    w.decision.outcome = Outcome::NoData;
+    w.decision.region = None;
+    w.decision.addrs.clear();
+    w.decision.ttl = svc.ttl;
+    w.decision.scope = 0;
 
     // 1. Candidates and 2. health.
     for (order, &rid) in svc.regions.iter().enumerate() {
@@ -311,7 +376,6 @@ fn decide<const N: usize>(
             live: status == Status::Up,
             tie: false,
             picked: false,
-            key: 0,
         });
     }
 
@@ -325,7 +389,7 @@ fn decide<const N: usize>(
             } else {
                 0
             };
-            return w;
+            return;
         }
         w.all_down = Some(svc.when_all_down);
         match svc.when_all_down {
@@ -353,7 +417,7 @@ fn decide<const N: usize>(
                 } else {
                     0
                 };
-                return w;
+                return;
             }
         }
     }
@@ -367,7 +431,11 @@ fn decide<const N: usize>(
             .for_each(|c| c.live = false);
     }
 
-    let hash = affinity_hash(client, service);
+    let mut hash = LazyHash {
+        client,
+        service,
+        value: None,
+    };
     let live_count = w.cands.iter().filter(|c| c.live).count();
 
     // 3. Rank and 4. pick.
@@ -385,7 +453,8 @@ fn decide<const N: usize>(
                 .filter(|c| c.live)
                 .for_each(|c| c.tie = true);
             w.depends_on_hash = live_count > 1;
-            weighted_pick(model, &w.cands, |c| c.tie, hash)
+            let ties = w.cands.iter().filter(|c| c.tie).map(|c| c.region);
+            weighted_pick(model, ties, &mut hash)
         }
         Policy::Nearest => {
             let row = model.latency.lookup(client);
@@ -404,41 +473,52 @@ fn decide<const N: usize>(
                     (None, Some(from), Some(to)) => Metric::Distance(from.hav(to)),
                     _ => Metric::Order,
                 };
-                c.key = rank_key(c);
             }
             // Live first, then by metric group, value and `regions` order: one integer
-            // key per candidate, so the sort compares integers.
-            w.cands
-                .slice_mut()
-                .sort_unstable_by_key(|c| c.as_ref().map_or(u128::MAX, |c| c.key));
-            let best = w.cands.iter().find(|c| c.live).map(|c| c.metric);
-            if let Some(best) = best {
-                // Within 10% of the best RTT or distance (distance compared as haversine
-                // terms, which grow with it).
-                let limit = match best {
-                    Metric::Distance(a) => km_to_hav(hav_to_km(a) * 1.1),
-                    m => m.value() * 1.1,
-                };
+            // key per candidate. Only the best and the tie set need ordering, so there is
+            // no sort of the whole list (explain sorts it for display).
+            let best = w
+                .cands
+                .iter()
+                .filter(|c| c.live)
+                .min_by_key(|c| rank_key(c))
+                .map(|c| (c.metric, c.order));
+            let mut ties = [0u128; N];
+            let mut n = 0;
+            if let Some((best, best_order)) = best {
+                let mut limit = None;
                 for c in w.cands.iter_mut().filter(|c| c.live) {
+                    // Within 10% of the best RTT or distance (distance compared as
+                    // haversine terms, which grow with it).
                     c.tie = match (best, c.metric) {
-                        (Metric::Order, _) => false,
-                        (b, m) => m.group() == b.group() && m.value() <= limit,
+                        (Metric::Order, _) => c.order == best_order,
+                        (Metric::Distance(a), Metric::Distance(m)) => {
+                            m == a
+                                || (m <= a * TIE_BOUND
+                                    && m <= *limit.get_or_insert_with(|| tie_limit(a)))
+                        }
+                        (b, m) => m.group() == b.group() && m.value() <= b.value() * 1.1,
                     };
-                }
-                if matches!(best, Metric::Order)
-                    && let Some(c) = w.cands.iter_mut().find(|c| c.live)
-                {
-                    c.tie = true;
+                    if c.tie {
+                        ties[n] = rank_key(c);
+                        n += 1;
+                    }
                 }
             }
-            let ties = w.cands.iter().filter(|c| c.tie).count();
-            w.depends_on_hash = ties > 1;
-            weighted_pick(model, &w.cands, |c| c.tie, hash)
+            let ties = &mut ties[..n];
+            ties.sort_unstable();
+            w.depends_on_hash = ties.len() > 1;
+            // The key's low byte is the `regions` order, which is the candidate's index.
+            let pool = ties
+                .iter()
+                .filter_map(|k| w.cands.get(usize::from(*k as u8)))
+                .map(|c| c.region);
+            weighted_pick(model, pool, &mut hash)
         }
     };
 
     let Some(rid) = picked else {
-        return w;
+        return;
     };
     if let Some(c) = w.cands.iter_mut().find(|c| c.region == rid) {
         c.picked = true;
@@ -454,7 +534,7 @@ fn decide<const N: usize>(
     let n = region.endpoints.iter().filter(|ep| usable(ep)).count();
     let skip = if n > max {
         w.depends_on_hash = true;
-        (hash >> 32) as usize % n
+        (hash.get() >> 32) as usize % n
     } else {
         0
     };
@@ -484,7 +564,6 @@ fn decide<const N: usize>(
         scope = scope.max(client.affinity_prefix());
     }
     w.decision.scope = scope;
-    w
 }
 
 /// One region's line in an explanation.
@@ -557,8 +636,15 @@ pub fn explain(
     client: &ClientLocation,
     health: &impl HealthView,
 ) -> Explanation {
-    let w = decide::<MAX_SERVICE_REGIONS>(model, service, family, client, health);
+    let mut decision = Decision::default();
+    let mut w = Work::<MAX_SERVICE_REGIONS>::new(&mut decision);
+    decide(&mut w, model, service, family, client, health);
     let svc = &model.services[usize::from(service)];
+    if svc.policy == Policy::Nearest {
+        w.cands
+            .slice_mut()
+            .sort_unstable_by_key(|c| c.as_ref().map_or(u128::MAX, rank_key));
+    }
     let fam = if family == Family::V4 { "IPv4" } else { "IPv6" };
     let row = w
         .latency_row

@@ -17,7 +17,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use crate::geo::{GeoLookup, canonical_ip, locate};
 use crate::metrics::{Metrics, Proto, QTYPES, rcode_index};
 use crate::model::{ClientSource, Decision, Family, Fx, Model, Outcome};
-use crate::route::{LiveHealth, route};
+use crate::route::{LiveHealth, route_into};
 use crate::snapshot::Snapshot;
 
 /// What the fast path did with a packet.
@@ -429,6 +429,8 @@ pub fn answer(
     let mut lookup = GeoLookup::Skipped;
     let mut service = None;
     let mut per_source = false;
+    // Routed in place and then only borrowed: see `route_into`.
+    let mut decided = Decision::default();
     let (zone, decision) = match snap.fast.names.get(lname) {
         Some(Kind::Service(sid)) => {
             let family = match q.qtype {
@@ -451,9 +453,9 @@ pub fn answer(
             let (loc, how) = locate(&snap.model, snap.geo.as_deref(), ip, source);
             lookup = how;
             service = Some(*sid);
-            let d = route(&snap.model, *sid, family, &loc, &LiveHealth);
+            route_into(&snap.model, *sid, family, &loc, &LiveHealth, &mut decided);
             let zone = &snap.fast.zones[snap.model.services[usize::from(*sid)].zone];
-            (zone, Some(d))
+            (zone, Some(&decided))
         }
         Some(Kind::Other) => return Fast::Fallback,
         None => match snap.fast.zone_of(lname) {

@@ -12,7 +12,8 @@ use ipnet::IpNet;
 use super::*;
 use crate::config::parse_client_key;
 use crate::model::{
-    ClientKey, Coordinates, HealthCell, KeyedTable, LatencyRow, Region, ServerSettings, Service,
+    AddrList, ClientKey, Coordinates, HealthCell, KeyedTable, LatencyRow, Region, ServerSettings,
+    Service,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -1427,7 +1428,6 @@ fn rank_key_orders_as_liveness_group_total_cmp_then_order() {
                         live,
                         tie: false,
                         picked: false,
-                        key: 0,
                     });
                 }
             }
@@ -1449,4 +1449,69 @@ fn rank_key_orders_as_liveness_group_total_cmp_then_order() {
             );
         }
     }
+}
+
+#[test]
+fn tie_limit_lies_between_the_best_term_and_the_bound() {
+    // The nearest ranking skips `tie_limit` for terms equal to the best or above
+    // TIE_BOUND times it; that is exact only if a <= tie_limit(a) <= TIE_BOUND * a.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut terms = vec![0.0, f64::MIN_POSITIVE, 1e-300, 1e-12, 0.5, 0.98, 0.99, 1.0];
+    for _ in 0..200_000 {
+        x = mix(x);
+        // Uniform in [0, 1], and spread over magnitudes (short distances matter most).
+        terms.push((x >> 11) as f64 / (1u64 << 53) as f64);
+        terms.push(((x >> 11) as f64 / (1u64 << 53) as f64).powi(8));
+    }
+    for a in terms {
+        let l = tie_limit(a);
+        assert!(a <= l, "tie_limit({a:e}) = {l:e} is below the best term");
+        assert!(
+            l <= a * TIE_BOUND,
+            "tie_limit({a:e}) = {l:e} is above the bound"
+        );
+    }
+}
+
+#[test]
+fn route_into_a_used_decision_equals_a_fresh_route() {
+    // The fast path routes every query into the same Decision: nothing from the previous
+    // one (addresses past the new length, region, outcome, scope) may show.
+    let b = World::new()
+        .region(region(
+            "big",
+            53.35,
+            -6.26,
+            &["192.0.2.1", "192.0.2.2", "192.0.2.3"],
+        ))
+        .region(region("small", 35.68, 139.69, &["192.0.2.9"]))
+        .region(region_nowhere("v6", &["2001:db8::1"]))
+        .service(service("www.t.", Policy::Nearest, &["big", "small"]))
+        .service(service("six.t.", Policy::Nearest, &["v6"]).when_all_down(AllDown::ServFail))
+        .build();
+    let mut reused = Decision::default();
+    let cases = [
+        ("www.t.", Family::V4, london(), all_up()),
+        ("www.t.", Family::V4, tokyo(), all_up()),
+        ("six.t.", Family::V4, london(), all_up()),
+        ("six.t.", Family::V6, london(), down(&["2001:db8::1"])),
+        (
+            "www.t.",
+            Family::V4,
+            london(),
+            down(&["192.0.2.1", "192.0.2.2", "192.0.2.3"]),
+        ),
+        ("www.t.", Family::V4, london(), all_up()),
+    ];
+    for (svc, fam, client, health) in &cases {
+        route_into(&b.model, b.sid(svc), *fam, client, health, &mut reused);
+        let fresh = route(&b.model, b.sid(svc), *fam, client, health);
+        assert_eq!(reused, fresh, "{svc} {fam:?}");
+        assert_eq!(reused.addrs.as_slice(), fresh.addrs.as_slice());
+    }
+    // And list equality looks only at the addresses in the list.
+    let mut a = AddrList::default();
+    a.push(ip("192.0.2.1"));
+    a.clear();
+    assert_eq!(a, AddrList::default());
 }
