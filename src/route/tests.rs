@@ -1515,3 +1515,162 @@ fn route_into_a_used_decision_equals_a_fresh_route() {
     a.clear();
     assert_eq!(a, AddrList::default());
 }
+
+#[test]
+fn route_memo_decides_as_route_does() {
+    // Random nearest worlds (exact ties, weights, standbys, drains, min_healthy, fences
+    // and latency rows by country or continent, every when_all_down), clients that come
+    // back to the same places, and health that changes between rounds (announced to the
+    // memo by a new epoch, as HealthCell does): every decision equals a fresh route().
+    let mut x: u64 = 0x5eed;
+    let mut next = move || {
+        x = mix(x);
+        x
+    };
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let continents = ["EU", "NA", "AS"];
+    let countries = ["GB", "DE", "US", "JP"];
+    let (mut checked, mut hits) = (0u64, 0u64);
+    for world in 0..400u64 {
+        let nreg = 1 + next() as usize % SMALL;
+        let (mut w, mut names, mut eps_all) = (World::new(), Vec::new(), Vec::new());
+        for r in 0..nreg {
+            let name = leak(format!("r{r}"));
+            names.push(name);
+            let eps: Vec<&'static str> = (0..1 + next() as usize % 4)
+                .map(|e| {
+                    leak(if next() % 3 == 0 {
+                        format!("2001:db8::{r}:{e}")
+                    } else {
+                        format!("192.0.2.{}", r * 10 + e)
+                    })
+                })
+                .collect();
+            eps_all.extend(eps.iter().copied());
+            let mut reg = match next() % 6 {
+                0 => region_nowhere(name, &eps),
+                1 => region(name, 50.0, 8.0, &eps),
+                _ => region(
+                    name,
+                    (next() % 1700) as f64 / 10.0 - 85.0,
+                    (next() % 3600) as f64 / 10.0 - 180.0,
+                    &eps,
+                ),
+            };
+            reg = reg.weight([0, 1, 50, 100][next() as usize % 4]);
+            if next() % 10 == 0 {
+                reg = reg.drained();
+            }
+            if next() % 4 == 0 {
+                reg = reg.min_healthy(2);
+            }
+            w = w.region(reg);
+        }
+        let mut s = service("www.t.", Policy::Nearest, &names)
+            .max_answers(1 + (next() % 4) as u8)
+            .when_all_down(
+                [
+                    AllDown::All,
+                    AllDown::First,
+                    AllDown::NoData,
+                    AllDown::ServFail,
+                ][next() as usize % 4],
+            );
+        if next() % 4 == 0 {
+            let k = leak(format!("country:{}", countries[next() as usize % 4]));
+            s = s.fence(k, &names[..1 + next() as usize % names.len()]);
+        }
+        w = w.service(s);
+        if next() % 3 == 0 {
+            for c in continents {
+                let mut row: Vec<(&'static str, u32)> = Vec::new();
+                for n in &names {
+                    let r = next();
+                    if r % 2 == 0 {
+                        row.push((*n, (r >> 8) as u32 % 200));
+                    }
+                }
+                w = w.latency(leak(format!("continent:{c}")), &row);
+            }
+        }
+        let b = w.build();
+        let sid = b.sid("www.t.");
+        // A few places, each asked from many subnets.
+        let places: Vec<ClientLocation> = (0..6)
+            .map(|_| {
+                geo(
+                    "192.0.2.1",
+                    24,
+                    countries[next() as usize % 4],
+                    continents[next() as usize % 3],
+                    (next() % 1800) as f64 / 10.0 - 90.0,
+                    (next() % 3600) as f64 / 10.0 - 180.0,
+                )
+            })
+            .chain([nowhere("192.0.2.1")])
+            .collect();
+        let mut memo = RouteMemo::default();
+        for epoch in 0..4 {
+            let dn: Vec<&str> = eps_all
+                .iter()
+                .copied()
+                .filter(|_| next() % 4 == 0)
+                .collect();
+            let health = down(&dn);
+            memo.sync(world, epoch);
+            for _ in 0..40 {
+                let mut c = places[next() as usize % places.len()];
+                let v4 = next() % 2 == 0;
+                c.ip = if v4 {
+                    IpAddr::V4(Ipv4Addr::from(next() as u32))
+                } else {
+                    IpAddr::V6(Ipv6Addr::from(u128::from(next()) << 64))
+                };
+                c.scope = (next() % 33) as u8;
+                if next() % 2 == 0 {
+                    c = via_ecs(c, if v4 { 24 } else { 56 });
+                }
+                for fam in [Family::V4, Family::V6] {
+                    let mut got = Decision::default();
+                    memo.route_into(&b.model, sid, fam, &c, &health, &mut got);
+                    let want = route(&b.model, sid, fam, &c, &health);
+                    assert_eq!(got, want, "world {world} epoch {epoch} {c:?} {fam:?}");
+                    checked += 1;
+                }
+            }
+        }
+        hits += memo.hits();
+    }
+    assert!(
+        hits * 3 > checked,
+        "{hits} of {checked} decisions from the memo"
+    );
+}
+
+#[test]
+fn route_memo_stays_out_of_cidr_keyed_models() {
+    // A cidr latency row or fence reads the client address, which the memo's key lacks.
+    let b = World::new()
+        .region(eu_west())
+        .region(us_east())
+        .service(service("www.t.", Policy::Nearest, &["eu-west", "us-east"]))
+        .latency("cidr:192.0.2.0/25", &[("us-east", 5)])
+        .build();
+    let sid = b.sid("www.t.");
+    let mut memo = RouteMemo::default();
+    memo.sync(1, 1);
+    let mut c = london();
+    for (ip_s, want) in [("192.0.2.1", "us-east"), ("192.0.2.200", "eu-west")].repeat(3) {
+        c.ip = ip(ip_s);
+        let mut d = Decision::default();
+        memo.route_into(&b.model, sid, Family::V4, &c, &all_up(), &mut d);
+        assert_eq!(b.region_name(&d), Some(want), "{ip_s}");
+    }
+    assert_eq!(memo.hits(), 0);
+}
+
+#[test]
+fn route_memo_is_80_kib() {
+    // RouteMemo::SLOTS documents the memo's size; the RSS budget counts on it.
+    assert_eq!(std::mem::size_of::<MemoSlot>() * RouteMemo::SLOTS, 80 << 10);
+}

@@ -13,6 +13,7 @@ use geode::dns::fast::{self, Fast};
 use geode::dns::udp::Responder;
 use geode::metrics::Metrics;
 use geode::model::Probed;
+use geode::route::RouteMemo;
 use geode::snapshot::Snapshot;
 use hickory_net::proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_net::proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
@@ -273,13 +274,16 @@ fn fast_path_answers_byte_for_byte_like_the_ordinary_path() {
     let (mut fast_out, mut slow_out) = (Vec::new(), Vec::new());
     let mut answered_fast = 0;
     let corpus = corpus();
+    // One memo for the whole corpus, as a UDP loop keeps it: clients in one place get
+    // their decision from it after the first.
+    let mut memo = RouteMemo::default();
     for (i, pkt) in corpus.iter().enumerate() {
         let src: SocketAddr = if i % 3 == 0 {
             "81.2.69.160:5353".parse().unwrap()
         } else {
             "127.0.0.1:5353".parse().unwrap()
         };
-        let fast_said = fast::answer(&snap, &metrics, pkt, src.ip(), &mut fast_out);
+        let fast_said = fast::answer(&snap, &metrics, &mut memo, pkt, src.ip(), &mut fast_out);
         let slow_said = handler.ordinary_udp(&snap, pkt, src, &mut slow_out);
         if matches!(fast_said, Fast::Reply(_)) {
             answered_fast += 1;
@@ -308,6 +312,11 @@ fn fast_path_answers_byte_for_byte_like_the_ordinary_path() {
         "fast path answered only {answered_fast} of {}",
         corpus.len()
     );
+    assert!(
+        memo.hits() > 500,
+        "only {} decisions came from the route memo",
+        memo.hits()
+    );
 }
 
 #[test]
@@ -316,6 +325,7 @@ fn fast_path_leaves_unusual_queries_to_the_ordinary_path() {
     let (shared, metrics) = snapshot();
     let snap = shared.load();
     let mut out = Vec::new();
+    let mut memo = RouteMemo::default();
     let q = |name: &str, t: RecordType, f: &dyn Fn(&mut Message)| {
         let mut m = Message::query();
         m.add_query(Query::query(Name::from_str(name).unwrap(), t));
@@ -345,7 +355,14 @@ fn fast_path_leaves_unusual_queries_to_the_ordinary_path() {
     ];
     for (i, pkt) in fallback.iter().enumerate() {
         assert_eq!(
-            fast::answer(&snap, &metrics, pkt, IpAddr::from([127, 0, 0, 1]), &mut out),
+            fast::answer(
+                &snap,
+                &metrics,
+                &mut memo,
+                pkt,
+                IpAddr::from([127, 0, 0, 1]),
+                &mut out
+            ),
             Fast::Fallback,
             "case {i}"
         );
@@ -357,6 +374,7 @@ fn fast_path_leaves_unusual_queries_to_the_ordinary_path() {
                 fast::answer(
                     &snap,
                     &metrics,
+                    &mut memo,
                     &fast_ok,
                     IpAddr::from([127, 0, 0, 1]),
                     &mut out
