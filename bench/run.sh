@@ -19,8 +19,9 @@
 #      cores), and the 2-core/1-core ratio (TWO_CORE=0 skips it).
 #   compare mode then runs both servers at once, pinned to the same core, and measures
 #   max q/s and queries per server CPU-second in ROUNDS alternating rounds (geode, gdnsd,
-#   geode, ...): on a shared VM whose speed drifts by 10% or more within minutes, the
-#   median of interleaved rounds is the fairer ratio. The table reports both.
+#   geode, ...), then p99 latency and server CPU per query at RATE in ROUNDS more: on a
+#   shared VM whose speed drifts by 10% or more within minutes, the median of
+#   interleaved rounds is the fairer ratio. The table reports both.
 # Before measuring, bench/verify.py checks a sample of answers (region vs. the nearest
 # by distance, rcodes); compare mode also reports geode/gdnsd answer agreement.
 #
@@ -342,14 +343,33 @@ interleave() {
         >> "$RUN/interleaved.tsv"
     done
   done
+  # The same alternation at the fixed RATE: p99 and server CPU per query. Single
+  # fixed-rate runs minutes apart mostly measured the host's mood at the time.
+  log "interleaved: $ROUNDS rounds of ${DURATION}s at $RATE q/s per server, alternating"
+  for ((r = 1; r <= ROUNDS; r++)); do
+    for s in geode gdnsd; do
+      SERVER_PORT="${port[$s]}"
+      f="$RUN/$s-inter-rate-$r.txt"
+      t0="$(cpu_ticks "${pid[$s]}")"
+      dnsperf_run "$f" "$CLIENT_CPU" "$bin" -T 1 -l "$DURATION" -Q "$RATE" -v
+      t1="$(cpu_ticks "${pid[$s]}")"
+      printf '%s\t%s\t%s\t%s\n' "$s" "$r" \
+        "$(python3 "$BENCH/latency.py" --json "$f" | python3 -c 'import json, sys; print("%.0f" % json.load(sys.stdin)["p99_us"])')" \
+        "$(awk -v q="$(dp "$f" "Queries completed:")" -v a="$t0" -v b="$t1" -v t="$tck" 'BEGIN { if (q > 0) printf "%.2f", (b - a) / t * 1e6 / q; else print 0 }')" \
+        >> "$RUN/interleaved-rate.tsv"
+      gzip -f "$f"
+    done
+  done
   for s in gdnsd geode; do SERVER_PID="${pid[$s]}"; stop_server; done
-  median() {
-    awk -F'\t' -v s="$1" -v c="$2" '$1 == s { print $c }' "$RUN/interleaved.tsv" | sort -n |
-      awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.0f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+  median() {  # SERVER COLUMN [FILE]
+    awk -F'\t' -v s="$1" -v c="$2" '$1 == s { print $c }' "${3:-$RUN/interleaved.tsv}" | sort -n |
+      awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
   }
   for s in geode gdnsd; do
     rec "$s" inter_qps "$(median "$s" 3)"
     rec "$s" inter_q_per_cpu_s "$(median "$s" 4)"
+    rec "$s" inter_rate_p99_us "$(median "$s" 3 "$RUN/interleaved-rate.tsv")"
+    rec "$s" inter_rate_cpu_us "$(median "$s" 4 "$RUN/interleaved-rate.tsv")"
   done
   # Each round's geode/gdnsd ratio of queries per CPU-second, for the spread.
   rec geode inter_rounds "$(awk -F'\t' '$1 == "geode" { g[$2] = $4 } $1 == "gdnsd" { d[$2] = $4 }
@@ -418,6 +438,8 @@ table() {
     if [[ -s "$RUN/interleaved.tsv" ]]; then
       row "max q/s, 1 core, median of $ROUNDS interleaved rounds" inter_qps
       row "queries per server CPU-second, same rounds" inter_q_per_cpu_s
+      row "p99 latency at $RATE q/s (us), median of $ROUNDS rounds" inter_rate_p99_us
+      row "server CPU per query at $RATE q/s (us), same rounds" inter_rate_cpu_us
     fi
     echo
     for s in "${servers[@]}"; do
