@@ -640,10 +640,9 @@ impl MemoKey {
 /// a few loads) and the scope (the client's, or 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 enum Kept {
-    /// Empty slot.
+    /// The answer depended on the client subnet's hash: route afresh. (Also what an
+    /// unused slot holds; its era 0 never matches.)
     #[default]
-    None,
-    /// The answer depended on the client subnet's hash: route afresh.
     Hashed,
     /// The decision, whoever in this place asks.
     Fixed {
@@ -768,7 +767,7 @@ impl RouteMemo {
                     }
                     return;
                 }
-                Kept::Hashed | Kept::None => {
+                Kept::Hashed => {
                     return route_into(model, service, family, client, health, out);
                 }
             }
