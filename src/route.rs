@@ -331,6 +331,22 @@ fn fill_addrs(
     rotated
 }
 
+/// Resets a caller's decision to an empty NODATA with the service's TTL. Field by field:
+/// it may hold a previous query's addresses, and only their count needs resetting.
+fn begin(d: &mut Decision, ttl: u32) {
+    d.outcome = Outcome::NoData;
+    d.region = None;
+    d.addrs.clear();
+    d.ttl = ttl;
+    d.scope = 0;
+}
+
+/// The ECS scope of an answer that depended on the client's location or not: the
+/// located network's prefix, or 0.
+fn location_scope(by_location: bool, client: &ClientLocation) -> u8 {
+    if by_location { client.scope } else { 0 }
+}
+
 /// The ranking order of a candidate as one integer: not live, metric group, metric
 /// value (in `f64::total_cmp` order) and `regions` order, most significant first.
 fn rank_key(c: &Cand) -> u128 {
@@ -379,13 +395,7 @@ fn decide<const N: usize>(
     let fence = svc.fence.lookup(client);
     w.fence = fence.as_ref().map(|(k, _)| k.clone());
     w.depends_on_location = !svc.fence.is_empty();
-    // Field by field: the caller's decision may hold a previous query's addresses, and
-    // only the length needs resetting.
-    w.decision.outcome = Outcome::NoData;
-    w.decision.region = None;
-    w.decision.addrs.clear();
-    w.decision.ttl = svc.ttl;
-    w.decision.scope = 0;
+    begin(w.decision, svc.ttl);
 
     // 1. Candidates and 2. health.
     for (order, &rid) in svc.regions.iter().enumerate() {
@@ -431,11 +441,7 @@ fn decide<const N: usize>(
     if !w.cands.iter().any(|c| c.live) {
         if !w.cands.iter().any(eligible) {
             // Nothing of this family inside the fence: the name exists, so NODATA.
-            w.decision.scope = if w.depends_on_location {
-                client.scope
-            } else {
-                0
-            };
+            w.decision.scope = location_scope(w.depends_on_location, client);
             return;
         }
         w.all_down = Some(svc.when_all_down);
@@ -459,11 +465,7 @@ fn decide<const N: usize>(
                 } else {
                     Outcome::NoData
                 };
-                w.decision.scope = if w.depends_on_location {
-                    client.scope
-                } else {
-                    0
-                };
+                w.decision.scope = location_scope(w.depends_on_location, client);
                 return;
             }
         }
@@ -582,11 +584,7 @@ fn decide<const N: usize>(
         w.decision,
     );
 
-    let mut scope = if w.depends_on_location {
-        client.scope
-    } else {
-        0
-    };
+    let mut scope = location_scope(w.depends_on_location, client);
     if w.depends_on_hash {
         scope = scope.max(client.affinity_prefix());
     }
@@ -742,11 +740,10 @@ impl RouteMemo {
                     by_location,
                 } => {
                     self.hits += 1;
+                    begin(out, svc.ttl);
                     out.outcome = outcome;
                     out.region = region;
-                    out.addrs.clear();
-                    out.ttl = svc.ttl;
-                    out.scope = if by_location { client.scope } else { 0 };
+                    out.scope = location_scope(by_location, client);
                     if let Some(rid) = region {
                         let mut hash = LazyHash {
                             client,
