@@ -21,13 +21,18 @@
 #   max q/s and queries per server CPU-second in ROUNDS alternating rounds (geode, gdnsd,
 #   geode, ...), then p99 latency and server CPU per query at RATE in ROUNDS more: on a
 #   shared VM whose speed drifts by 10% or more within minutes, the median of
-#   interleaved rounds is the fairer ratio. The table reports both.
+#   interleaved rounds is the fairer ratio. The table reports both. With FLOOR=1 the
+#   rounds also alternate with bench/floor.c, a reflector that runs the same
+#   recvmmsg/sendmmsg loop and does no DNS work: its queries per CPU-second over
+#   gdnsd's is the highest ratio any server with that loop can reach on this machine.
 # Before measuring, bench/verify.py checks a sample of answers (region vs. the nearest
 # by distance, rcodes); compare mode also reports geode/gdnsd answer agreement.
 #
 # Environment knobs (defaults): DURATION=10 RATE=20000 CLIENTS=4 WARMUP=2
 #   SERVER_CPU=1 CLIENT_CPU=0 GEODE_PORT=15353 GEODE_HTTP_PORT=19153 GDNSD_PORT=15354
 #   TWO_CORE=1 VERIFY_PER_GROUP=50 ROUNDS=3 (interleaved rounds in compare mode; 0 skips)
+#   FLOOR=1 FLOOR_PORT=15355 (compare mode: add the reflector to the interleaved rounds;
+#   it is built with cc)
 #   SKIP_BUILD= (1: use target/release/geode as is)
 #   GEODE_BIN= (a prebuilt binary; implies SKIP_BUILD)
 #   DNSPERF_EXTRA= (added to the max-q/s dnsperf runs, e.g. "-q 500": dnsperf keeps at
@@ -58,6 +63,8 @@ VERIFY_PER_GROUP="${VERIFY_PER_GROUP:-50}"
 DNSPERF_EXTRA="${DNSPERF_EXTRA:-}"   # extra dnsperf args for the max-q/s runs, e.g. "-q 500"
 ANSWER_CACHE_KIB="${ANSWER_CACHE_KIB:-}"
 ROUNDS="${ROUNDS:-3}"
+FLOOR="${FLOOR:-1}"
+FLOOR_PORT="${FLOOR_PORT:-15355}"
 [[ "$MODE" == mix ]] && TWO_CORE="${MIX_TWO_CORE:-0}"
 
 DATA="$BENCH/data"
@@ -99,6 +106,9 @@ prereqs() {
   command -v taskset >/dev/null || need+=(util-linux)
   if [[ "$MODE" == gdnsd || "$MODE" == compare ]]; then
     command -v gdnsd >/dev/null || need+=(gdnsd)
+  fi
+  if [[ "$MODE" == compare && "$FLOOR" == 1 ]]; then
+    command -v cc >/dev/null || need+=(gcc libc6-dev)
   fi
   ((${#need[@]} == 0)) || install_apt "${need[@]}"
   python3 -c 'import maxminddb' 2>/dev/null || python3 -m pip install --quiet maxminddb >&2 \
@@ -191,6 +201,22 @@ start_gdnsd() {
   PIDS+=("$SERVER_PID")
   SERVER_PORT="$GDNSD_PORT"
   wait_for "$logf" "DNS listeners started" "$SERVER_PID" 120
+}
+
+# start_floor CPU -> SERVER_PID, SERVER_PORT
+start_floor() {
+  mkdir -p "$OUT/bin"
+  if [[ ! -x "$OUT/bin/floor" || "$BENCH/floor.c" -nt "$OUT/bin/floor" ]]; then
+    cc -O2 -Wall -o "$OUT/bin/floor" "$BENCH/floor.c" || die "cc bench/floor.c failed"
+  fi
+  port_free "$FLOOR_PORT" || die "port $FLOOR_PORT is in use (set FLOOR_PORT)"
+  local logf="$RUN/floor.log"
+  # shellcheck disable=SC2046
+  $(pin "$1") "$OUT/bin/floor" 127.0.0.1 "$FLOOR_PORT" > "$logf" 2>&1 &
+  SERVER_PID=$!
+  PIDS+=("$SERVER_PID")
+  SERVER_PORT="$FLOOR_PORT"
+  wait_for "$logf" "ready" "$SERVER_PID" 10
 }
 
 stop_server() {
@@ -325,12 +351,18 @@ interleave() {
   pid[geode]="$SERVER_PID"; port[geode]="$SERVER_PORT"
   start_gdnsd 1 "$SERVER_CPU"
   pid[gdnsd]="$SERVER_PID"; port[gdnsd]="$SERVER_PORT"
-  for s in geode gdnsd; do
+  local servers=(geode gdnsd)
+  if [[ "$FLOOR" == 1 ]]; then
+    start_floor "$SERVER_CPU"
+    pid[floor]="$SERVER_PID"; port[floor]="$SERVER_PORT"
+    servers+=(floor)
+  fi
+  for s in "${servers[@]}"; do
     SERVER_PORT="${port[$s]}"
     dnsperf_run "$RUN/$s-inter-warmup.txt" "$CLIENT_CPU" "$bin" -T 1 -l "$WARMUP"
   done
   for ((r = 1; r <= ROUNDS; r++)); do
-    for s in geode gdnsd; do
+    for s in "${servers[@]}"; do
       SERVER_PORT="${port[$s]}"
       f="$RUN/$s-inter-$r.txt"
       t0="$(cpu_ticks "${pid[$s]}")"
@@ -347,7 +379,7 @@ interleave() {
   # fixed-rate runs minutes apart mostly measured the host's mood at the time.
   log "interleaved: $ROUNDS rounds of ${DURATION}s at $RATE q/s per server, alternating"
   for ((r = 1; r <= ROUNDS; r++)); do
-    for s in geode gdnsd; do
+    for s in "${servers[@]}"; do
       SERVER_PORT="${port[$s]}"
       f="$RUN/$s-inter-rate-$r.txt"
       t0="$(cpu_ticks "${pid[$s]}")"
@@ -360,20 +392,25 @@ interleave() {
       gzip -f "$f"
     done
   done
-  for s in gdnsd geode; do SERVER_PID="${pid[$s]}"; stop_server; done
+  for s in "${servers[@]}"; do SERVER_PID="${pid[$s]}"; stop_server; done
   median() {  # SERVER COLUMN [FILE]
     awk -F'\t' -v s="$1" -v c="$2" '$1 == s { print $c }' "${3:-$RUN/interleaved.tsv}" | sort -n |
       awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
   }
-  for s in geode gdnsd; do
+  for s in "${servers[@]}"; do
     rec "$s" inter_qps "$(median "$s" 3)"
     rec "$s" inter_q_per_cpu_s "$(median "$s" 4)"
     rec "$s" inter_rate_p99_us "$(median "$s" 3 "$RUN/interleaved-rate.tsv")"
     rec "$s" inter_rate_cpu_us "$(median "$s" 4 "$RUN/interleaved-rate.tsv")"
   done
   # Each round's geode/gdnsd ratio of queries per CPU-second, for the spread.
-  rec geode inter_rounds "$(awk -F'\t' '$1 == "geode" { g[$2] = $4 } $1 == "gdnsd" { d[$2] = $4 }
-    END { for (r = 1; r in g; r++) printf "%s%.2f", (r > 1 ? " " : ""), (d[r] > 0 ? g[r] / d[r] : 0) }' "$RUN/interleaved.tsv")"
+  per_round() {  # SERVER: its queries per CPU-second over gdnsd's, round by round
+    awk -F'\t' -v s="$1" '$1 == s { g[$2] = $4 } $1 == "gdnsd" { d[$2] = $4 }
+      END { for (r = 1; r in g; r++) printf "%s%.2f", (r > 1 ? " " : ""), (d[r] > 0 ? g[r] / d[r] : 0) }' "$RUN/interleaved.tsv"
+  }
+  rec geode inter_rounds "$(per_round geode)"
+  [[ "$FLOOR" == 1 ]] && rec floor inter_rounds "$(per_round floor)"
+  true
 }
 
 # ---------------------------------------------------------------- report
@@ -448,6 +485,16 @@ table() {
     if [[ -s "$RUN/agreement.txt" ]]; then echo "- $(head -1 "$RUN/agreement.txt")"; fi
     if [[ -s "$RUN/interleaved.tsv" ]]; then
       echo "- interleaved rounds, geode/gdnsd queries per CPU-second per round: $(get geode inter_rounds)"
+    fi
+    if [[ -n "$(get floor inter_q_per_cpu_s)" ]]; then
+      awk -v f="$(get floor inter_q_per_cpu_s)" -v g="$(get geode inter_q_per_cpu_s)" -v d="$(get gdnsd inter_q_per_cpu_s)" \
+          -v fq="$(get floor inter_qps)" -v fp="$(get floor inter_rate_p99_us)" -v fc="$(get floor inter_rate_cpu_us)" \
+          -v rounds="$(get floor inter_rounds)" 'BEGIN {
+        printf "- kernel floor (bench/floor.c: the same recvmmsg/sendmmsg loop, no DNS work), same rounds: %d queries per CPU-second, max %d q/s, p99 %d us and %.2f us CPU per query at the fixed rate.\n", f, fq, fp, fc
+        printf "  floor/gdnsd = %.2f (rounds: %s): the highest geode/gdnsd ratio of queries per CPU-second there is to reach here.", f / d, rounds
+        if (f > d) printf " geode has %.0f%% of the way from gdnsd to the floor.", 100 * (g - d) / (f - d)
+        printf "\n"
+      }'
     fi
     awk -v l="$LOAD_BEFORE" 'BEGIN { split(l, a, " "); if (a[1] > 0.5) print "- WARNING: the machine was busy (load average " a[1] " before the run): these numbers are provisional." }'
   } | tee "$RUN/table.md"
