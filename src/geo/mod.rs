@@ -26,7 +26,7 @@ use trie::{Found, Trie, V4Table};
 pub struct GeoDb {
     trie: Trie,
     /// Location classes; index [`trie::NO_DATA`] is the empty one.
-    classes: Box<[Class]>,
+    classes: Classes,
     /// Where IPv4 lookups start.
     v4: V4Start,
     /// The tree holds IPv6 addresses (ip_version 6).
@@ -311,7 +311,7 @@ impl GeoDb {
         };
         Ok(GeoDb {
             trie,
-            classes: classes.into_boxed_slice(),
+            classes: Classes::new(classes),
             v4,
             ipv6,
             build_epoch: meta.build_epoch,
@@ -349,7 +349,7 @@ impl GeoDb {
         };
         (
             self.classes.len(),
-            self.trie.heap_bytes() + table + std::mem::size_of_val(&*self.classes),
+            self.trie.heap_bytes() + table + self.classes.heap_bytes(),
         )
     }
 
@@ -381,7 +381,7 @@ impl GeoDb {
             }
             IpAddr::V6(_) => return None,
         };
-        let (country, continent, coords) = self.classes[found.class as usize].get();
+        let (country, continent, coords) = self.classes.get(found.class as usize);
         Some(GeoHit {
             network,
             country,
@@ -425,7 +425,8 @@ fn probe(path: &Path, ty: &str) -> Result<(), GeoError> {
 type Decoded = (Option<[u8; 2]>, Option<[u8; 2]>, Option<Coordinates>);
 type FxMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<crate::model::Fx>>;
 
-/// A location class as stored: 24 bytes where `Decoded` takes 32 (130 k of them).
+/// A location class while compiling, and as stored by [`Classes::Exact`]: 24 bytes where
+/// `Decoded` takes 32 (130 k of them).
 /// `[0, 0]` is "no code"; NaN latitude is "no coordinates" (a NaN coordinate could not
 /// be ranked by distance anyway).
 #[derive(Debug, Clone, Copy)]
@@ -460,6 +461,150 @@ impl Class {
         (code(self.country), code(self.continent), coords)
     }
 }
+
+/// The location classes of a compiled database, in the smaller layout that keeps every
+/// coordinate exactly as decoded.
+#[derive(Debug)]
+enum Classes {
+    /// Coordinates in whole units of 10^-7 degree: 12 bytes a class instead of 24, 1.5 MiB
+    /// less resident for GeoLite2-City's 133 k classes. A lookup still returns the very
+    /// f64 the mmdb reader returns: a class is converted only if its coordinates come
+    /// back bit for bit. GeoLite2's are decimals of at most 4 places, but not all of them
+    /// were written as the nearest double (18.790399999999998 is one), so the few that do
+    /// not come back keep their f64 values in `odd`.
+    Fixed {
+        classes: Box<[FixedClass]>,
+        /// (class index, class) of the classes marked [`ODD`], sorted by index.
+        odd: Box<[(u32, Class)]>,
+    },
+    /// The f64 coordinates as decoded: for a database where more than one class in
+    /// [`MAX_ODD_SHARE`] would be odd.
+    Exact(Box<[Class]>),
+}
+
+/// At most one odd class in 8: each costs 32 bytes more in the side table, so the
+/// layout still saves at least 8 bytes a class, and the binary search on an odd class
+/// stays a handful of steps. GeoLite2-City has 2,990 odd classes of 133,483 (2.2%), each
+/// coordinate one ulp from the nearest double of its 4-decimal value.
+const MAX_ODD_SHARE: usize = 8;
+
+impl Classes {
+    fn new(classes: Vec<Class>) -> Classes {
+        let mut fixed = Vec::with_capacity(classes.len());
+        let mut odd = Vec::new();
+        for (i, c) in classes.iter().enumerate() {
+            fixed.push(FixedClass::exactly(c).unwrap_or_else(|| {
+                odd.push((i as u32, *c));
+                FixedClass {
+                    country: c.country,
+                    continent: c.continent,
+                    lat: ODD,
+                    lon: ODD,
+                }
+            }));
+            if odd.len() > classes.len() / MAX_ODD_SHARE {
+                return Classes::Exact(classes.into_boxed_slice());
+            }
+        }
+        Classes::Fixed {
+            classes: fixed.into_boxed_slice(),
+            odd: odd.into_boxed_slice(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Classes::Fixed { classes, .. } => classes.len(),
+            Classes::Exact(c) => c.len(),
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Classes::Fixed { classes, odd } => {
+                std::mem::size_of_val(&**classes) + std::mem::size_of_val(&**odd)
+            }
+            Classes::Exact(c) => std::mem::size_of_val(&**c),
+        }
+    }
+
+    fn get(&self, i: usize) -> Decoded {
+        match self {
+            Classes::Fixed { classes, odd } => {
+                let c = &classes[i];
+                if c.lat == ODD {
+                    let k = odd
+                        .binary_search_by_key(&(i as u32), |&(j, _)| j)
+                        .expect("every odd class is in the side table");
+                    odd[k].1.get()
+                } else {
+                    c.class().get()
+                }
+            }
+            Classes::Exact(c) => c[i].get(),
+        }
+    }
+}
+
+/// Degrees to whole units of a fixed-point coordinate: 7 decimals, and ±180° is
+/// ±1.8e9, inside an i32.
+const FIXED_SCALE: f64 = 1e7;
+/// "No coordinates": no coordinate within ±180° converts to it.
+const NO_COORD: i32 = i32::MIN;
+/// "Coordinates in the side table": nor to this.
+const ODD: i32 = i32::MIN + 1;
+
+/// A [`Class`] with fixed-point coordinates.
+#[derive(Debug, Clone, Copy)]
+struct FixedClass {
+    country: [u8; 2],
+    continent: [u8; 2],
+    lat: i32,
+    lon: i32,
+}
+
+impl FixedClass {
+    /// The class in fixed point, if both coordinates come back bit for bit: a decimal
+    /// of at most 7 places parsed to f64, scaled, rounded and divided again, is the
+    /// same correctly rounded f64 (both are the nearest double to one rational number).
+    fn exactly(c: &Class) -> Option<FixedClass> {
+        let fix = |x: f64| -> Option<i32> {
+            if x.is_nan() {
+                return Some(NO_COORD);
+            }
+            let k = (x * FIXED_SCALE).round();
+            if k.abs() >= f64::from(i32::MAX) {
+                return None;
+            }
+            // From the i32, as `class` will: -0.0 comes back as 0.0 and is refused.
+            let k = k as i32;
+            ((f64::from(k) / FIXED_SCALE).to_bits() == x.to_bits()).then_some(k)
+        };
+        Some(FixedClass {
+            country: c.country,
+            continent: c.continent,
+            lat: fix(c.lat)?,
+            lon: fix(c.lon)?,
+        })
+    }
+
+    fn class(&self) -> Class {
+        let float = |k: i32| {
+            if k == NO_COORD {
+                f64::NAN
+            } else {
+                f64::from(k) / FIXED_SCALE
+            }
+        };
+        Class {
+            country: self.country,
+            continent: self.continent,
+            lat: float(self.lat),
+            lon: float(self.lon),
+        }
+    }
+}
+
 /// `Decoded` with coordinates as bits, to be hashable.
 type DecodedKey = (Option<[u8; 2]>, Option<[u8; 2]>, Option<(u64, u64)>);
 
@@ -681,6 +826,116 @@ mod tests {
         out
     }
 
+    fn class(lat: f64, lon: f64) -> Class {
+        Class::from((Some(*b"GB"), Some(*b"EU"), Some(Coordinates { lat, lon })))
+    }
+
+    fn same(a: Decoded, b: Decoded) -> bool {
+        let bits = |d: Decoded| d.2.map(|c| (c.lat.to_bits(), c.lon.to_bits()));
+        a.0 == b.0 && a.1 == b.1 && bits(a) == bits(b)
+    }
+
+    #[test]
+    fn fixed_point_classes_give_back_every_coordinate_bit_for_bit() {
+        // Decimals of up to 7 places, parsed as a database's writer would have written
+        // them, plus the extremes and a class without coordinates.
+        let mut classes = vec![Class::from((None, None, None)), class(90.0, -180.0)];
+        classes.push(class(-90.0, 180.0));
+        classes.push(class(0.0, 0.0));
+        classes.push(class(37.751, -97.822));
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for places in 0..=7 {
+            for _ in 0..20_000 {
+                x = x
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                let scale = 10i64.pow(places);
+                let coord = |v: u64, max: i64| {
+                    let units =
+                        (v % (2 * max * scale as u64 as i64 + 1) as u64) as i64 - max * scale;
+                    let s = format!(
+                        "{}{}.{:0width$}",
+                        if units < 0 { "-" } else { "" },
+                        units.abs() / scale,
+                        units.abs() % scale,
+                        width = places as usize
+                    );
+                    s.parse::<f64>().unwrap()
+                };
+                classes.push(class(coord(x >> 20, 90), coord(x.rotate_left(29), 180)));
+            }
+        }
+        let fixed = Classes::new(classes.clone());
+        assert!(matches!(&fixed, Classes::Fixed { odd, .. } if odd.is_empty()));
+        assert_eq!(fixed.len(), classes.len());
+        for (i, c) in classes.iter().enumerate() {
+            assert!(
+                same(fixed.get(i), c.get()),
+                "class {i}: {:?} vs {:?}",
+                fixed.get(i),
+                c.get()
+            );
+        }
+        assert_eq!(fixed.get(0), (None, None, None));
+        assert_eq!(fixed.heap_bytes(), 12 * classes.len());
+    }
+
+    /// Coordinates that are no decimal of 7 places: one GeoLite2-City really has, a
+    /// sum, a negative zero (it would come back as 0.0), a tiny one and the largest.
+    const ODD_COORDS: [f64; 6] = [
+        18.790399999999998,
+        0.1 + 0.2,
+        -0.0,
+        1e-9,
+        f64::MAX,
+        -180.00000001,
+    ];
+
+    #[test]
+    fn odd_coordinates_stay_exact_in_the_side_table() {
+        let mut classes: Vec<Class> = (1..=1000)
+            .map(|i| class(f64::from(i) / 100.0, -f64::from(i) / 10.0))
+            .collect();
+        for (k, &odd) in ODD_COORDS.iter().enumerate() {
+            classes[100 + 150 * k] = class(odd, 10.0);
+            classes[101 + 150 * k] = class(10.0, odd);
+        }
+        let kept = Classes::new(classes.clone());
+        let Classes::Fixed { odd, .. } = &kept else {
+            panic!("12 odd classes of 1000 keep the fixed layout");
+        };
+        assert_eq!(odd.len(), 2 * ODD_COORDS.len());
+        for (i, c) in classes.iter().enumerate() {
+            assert!(
+                same(kept.get(i), c.get()),
+                "class {i}: {:?} vs {:?}",
+                kept.get(i),
+                c.get()
+            );
+        }
+        assert_eq!(
+            kept.heap_bytes(),
+            12 * 1000 + std::mem::size_of::<(u32, Class)>() * odd.len()
+        );
+    }
+
+    #[test]
+    fn many_odd_coordinates_keep_the_f64_layout() {
+        for odd in ODD_COORDS {
+            let classes: Vec<Class> = (0..640)
+                .map(|i| class(37.751, if i % 7 == 0 { odd } else { -97.822 }))
+                .collect();
+            let kept = Classes::new(classes.clone());
+            assert!(
+                matches!(kept, Classes::Exact(_)),
+                "{odd}: 92 odd classes of 640"
+            );
+            for (i, c) in classes.iter().enumerate() {
+                assert!(same(kept.get(i), c.get()), "{odd}");
+            }
+        }
+    }
+
     #[test]
     fn compiled_lookups_match_the_mmdb_reader_on_every_test_database() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -693,6 +948,9 @@ mod tests {
         ] {
             let path = root.join(f);
             let db = GeoDb::open(&path).expect(f);
+            // Their coordinates have few decimals, so these lookups also check the
+            // fixed-point layout against the reader.
+            assert!(matches!(db.classes, Classes::Fixed { .. }), "{f}");
             let reader = maxminddb::Reader::open_readfile(&path).unwrap();
             for ip in probe_addresses(&reader) {
                 assert_eq!(db.lookup(ip), reference_lookup(&reader, ip), "{f}: {ip}");
