@@ -249,7 +249,7 @@ fn bench_locate_route(c: &mut Criterion, group: &str, name: &str, db: &GeoDb, ip
 }
 
 fn maxmind_test_db() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/geoip/GeoIP2-City-Test.mmdb")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/maxmind/GeoIP2-City-Test.mmdb")
 }
 
 fn bench_test_db(c: &mut Criterion) {

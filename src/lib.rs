@@ -1,6 +1,6 @@
 //! geode: an authoritative DNS server that answers every query with the nearest healthy
 //! region for the client (GSLB). See README.md for the operator's view and
-//! ../shared/DESIGN.md for the contract.
+//! ARCHITECTURE.md for the map of the code.
 //!
 //! ```text
 //!  UDP/TCP ─► dns (hickory-server handler) ─► Snapshot (one ArcSwap load)

@@ -735,7 +735,7 @@ pub fn locate(
 mod tests {
     use super::*;
 
-    const CITY_TEST: &str = "../shared/geoip/GeoIP2-City-Test.mmdb";
+    const CITY_TEST: &str = "tests/data/maxmind/GeoIP2-City-Test.mmdb";
 
     fn db() -> Option<GeoDb> {
         let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(CITY_TEST);
@@ -767,7 +767,7 @@ mod tests {
             "GeoIP2-City-Test-Broken-Double-Format.mmdb",
         ] {
             let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../shared/geoip")
+                .join("tests/data/maxmind")
                 .join(f);
             let err = GeoDb::open(&p).unwrap_err().to_string();
             assert!(err.contains(f), "{err}");
@@ -777,7 +777,7 @@ mod tests {
     #[test]
     fn asn_database_is_refused_as_wrong_schema() {
         let p =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/geoip/GeoLite2-ASN-Test.mmdb");
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/maxmind/GeoLite2-ASN-Test.mmdb");
         assert!(matches!(GeoDb::open(&p), Err(GeoError::Schema { .. })));
     }
 
@@ -941,9 +941,9 @@ mod tests {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let mut checked = 0;
         for f in [
-            "../shared/geoip/GeoIP2-City-Test.mmdb",
-            "../shared/geoip/GeoLite2-City-Test.mmdb",
-            "../shared/geoip/GeoLite2-Country-Test.mmdb",
+            "tests/data/maxmind/GeoIP2-City-Test.mmdb",
+            "tests/data/maxmind/GeoLite2-City-Test.mmdb",
+            "tests/data/maxmind/GeoLite2-Country-Test.mmdb",
             "geoip/demo-city.mmdb",
         ] {
             let path = root.join(f);

@@ -33,7 +33,7 @@ pub fn repo() -> PathBuf {
 
 /// MaxMind's test City database, beside the repository.
 pub fn maxmind_city() -> PathBuf {
-    repo().join("../shared/geoip/GeoIP2-City-Test.mmdb")
+    repo().join("tests/data/maxmind/GeoIP2-City-Test.mmdb")
 }
 
 /// Retries `$body` (an expression returning bool) until it holds or `$secs` pass.

@@ -1,7 +1,7 @@
 //! Routing acceptance through the real binary: MaxMind's GeoIP2-City test database, a real
 //! DNS client sending EDNS Client Subnet, `geode explain` and `GET /explain`.
 //!
-//! Clients (networks from ../shared/geoip/GeoIP2-City-Test.json):
+//! Clients (networks from tests/data/maxmind/GeoIP2-City-Test.json):
 //!   GB 81.2.69.160/27 (London)      SE 89.160.20.128/25 (Linköping), 2a02:d040::/29
 //!   US 216.160.83.56/29 (Milton WA) CN 175.16.199.0/24 (Changchun), 2001:250::/31
 //!   JP 2001:218::/32
@@ -38,7 +38,7 @@ const AP_EAST: &str = "192.0.2.50";
 fn config(drain_eu: bool, extra: &str) -> String {
     let db = maxmind_city()
         .canonicalize()
-        .expect("../shared/geoip/GeoIP2-City-Test.mmdb exists");
+        .expect("tests/data/maxmind/GeoIP2-City-Test.mmdb exists");
     format!(
         r#"
 [server]
