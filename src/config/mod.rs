@@ -6,6 +6,7 @@
 
 pub mod raw;
 pub mod spans;
+pub mod unknown;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -150,6 +151,23 @@ pub fn parse(text: &str, file: &Path) -> Result<Loaded, ConfigError> {
             return Err(file_problem(line, "(syntax)".into(), msg));
         }
     };
+    // Every unknown key at once (serde's deny_unknown_fields would stop at the first).
+    if let Ok(doc) = toml::de::DeTable::parse(text) {
+        let unknown = unknown::unknown_keys(doc.get_ref());
+        if !unknown.is_empty() {
+            return Err(ConfigError {
+                problems: unknown
+                    .into_iter()
+                    .map(|(path, at, message)| Problem {
+                        file: file.to_path_buf(),
+                        line: index.line_of(at),
+                        key: render(&path),
+                        message: humanize_serde(&message),
+                    })
+                    .collect(),
+            });
+        }
+    }
     let raw: RawConfig = match toml::from_str(text) {
         Ok(r) => r,
         Err(e) => {
