@@ -77,6 +77,9 @@ pub struct Overrides {
     pub dns_listen: Vec<SocketAddr>,
     /// Replaces `server.http_listen`.
     pub http_listen: Option<SocketAddr>,
+    /// The admin HTTP address actually bound (set by `serve`): `probe = "self"` endpoints
+    /// probe it, so the demo stays healthy on whatever port it is told to use.
+    pub own_http: Option<SocketAddr>,
 }
 
 impl Overrides {
@@ -87,6 +90,21 @@ impl Overrides {
         }
         if let Some(h) = self.http_listen {
             loaded.model.server.http_listen = Some(h);
+        }
+        let own = self.own_http.or(loaded.model.server.http_listen);
+        if let Some(target) = own.map(config::self_probe_target) {
+            for (region, address) in &loaded.source.self_probes {
+                let endpoint = loaded
+                    .model
+                    .regions
+                    .iter_mut()
+                    .filter(|r| &r.name == region)
+                    .flat_map(|r| r.endpoints.iter_mut())
+                    .find(|e| e.address == *address);
+                if let Some(e) = endpoint {
+                    e.probe = Some(target);
+                }
+            }
         }
     }
 }
@@ -108,6 +126,20 @@ pub struct App {
     pub ready: Arc<AtomicBool>,
     /// Serializes reloads (SIGHUP and file events may race).
     pub reload_lock: Arc<tokio::sync::Mutex<()>>,
+    /// The last rejected reload, for `/status`: the running config may be older than
+    /// the file on disk, and the operator should see why without reading logs.
+    pub last_reload_failure: Arc<std::sync::Mutex<Option<ReloadFailure>>>,
+}
+
+/// A rejected reload, as `/status` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReloadFailure {
+    /// Unix time, seconds.
+    pub at: f64,
+    /// What triggered it (`SIGHUP`, `file change`).
+    pub trigger: String,
+    /// The error, `file:line: key: message` per line.
+    pub error: String,
 }
 
 /// Unix time now, seconds.
@@ -118,7 +150,7 @@ pub fn unix_now() -> f64 {
 }
 
 /// `geode serve`: runs until SIGTERM or SIGINT.
-pub async fn serve(config_path: PathBuf, overrides: Overrides) -> Result<(), AppError> {
+pub async fn serve(config_path: PathBuf, mut overrides: Overrides) -> Result<(), AppError> {
     let (mut loaded, geo) = load(&config_path, None)?;
     overrides.apply(&mut loaded);
     info!(
@@ -133,9 +165,19 @@ pub async fn serve(config_path: PathBuf, overrides: Overrides) -> Result<(), App
     // The admin socket is bound before the first probe round: a check may probe our own
     // /healthz (the demo does), and readiness must be observable while probes run.
     let http_listener = match loaded.model.server.http_listen {
-        Some(addr) => Some(crate::http::bind(addr).await?),
+        Some(addr) => Some(
+            crate::http::bind(addr)
+                .await
+                .map_err(|e| bind_hint(e, "--http-listen", "server.http_listen"))?,
+        ),
         None => None,
     };
+    if let Some(l) = &http_listener {
+        // Port 0 and --http-listen: self probes follow the socket actually bound, now
+        // and on every reload (the overrides are re-applied then).
+        overrides.own_http = Some(l.local_addr()?);
+        overrides.apply(&mut loaded);
+    }
     let metrics = Arc::new(Metrics::new()?);
     let health = HealthTable::new(metrics.clone());
     let first_round = health.sync(&mut loaded.model);
@@ -151,16 +193,19 @@ pub async fn serve(config_path: PathBuf, overrides: Overrides) -> Result<(), App
         overrides,
         ready: Arc::new(AtomicBool::new(false)),
         reload_lock: Arc::new(tokio::sync::Mutex::new(())),
+        last_reload_failure: Arc::default(),
     };
     let http = http_listener.map(|l| crate::http::serve(l, app.clone()));
 
     first_round.wait().await;
+    warn_regions_down(&app.shared.load());
     let listeners = dns::listen::bind(
         &settings,
         Handler::new(app.shared.clone(), metrics.clone()),
         app.shared.clone(),
         metrics.clone(),
-    )?;
+    )
+    .map_err(|e| bind_hint(e, "--dns-listen", "server.dns_listen"))?;
     let reloader = crate::reload::spawn(app.clone());
     app.ready.store(true, Ordering::SeqCst);
     info!("ready");
@@ -181,6 +226,52 @@ pub async fn serve(config_path: PathBuf, overrides: Overrides) -> Result<(), App
     }
     info!("stopped");
     Ok(())
+}
+
+/// After the first probe round: a region down at start-up is a warning, not a detail,
+/// since fail-open (`when_all_down = "all"`) would otherwise hide it from clients' view.
+fn warn_regions_down(snap: &Snapshot) {
+    use crate::route::HealthView;
+    let down: Vec<&str> = snap
+        .model
+        .regions
+        .iter()
+        .filter(|r| {
+            let up = r
+                .endpoints
+                .iter()
+                .filter(|e| crate::route::LiveHealth.endpoint_up(e))
+                .count();
+            (up as u32) < r.min_healthy
+        })
+        .map(|r| r.name.as_str())
+        .collect();
+    if !down.is_empty() {
+        warn!(
+            regions = %down.join(","),
+            "regions down after the first probe round: check their endpoints (GET /status shows each probe's last error)"
+        );
+    }
+}
+
+/// Adds to a bind error what the operator can do about it: the message is all they see
+/// of a server that would not start.
+fn bind_hint(e: std::io::Error, flag: &str, key: &str) -> std::io::Error {
+    use std::io::ErrorKind;
+    let hint = match e.kind() {
+        ErrorKind::AddrInUse => format!(
+            "another process is using this address: stop it, or choose another address \
+             with {flag} ADDR:PORT (or {key} in the config file)"
+        ),
+        ErrorKind::PermissionDenied => format!(
+            "ports below 1024 need CAP_NET_BIND_SERVICE: run geode with the unit in \
+             deploy/systemd/ (it grants only that capability), or \
+             `setcap cap_net_bind_service=+ep` on the binary, or choose a port of 1024 or \
+             above with {flag} ADDR:PORT"
+        ),
+        _ => return e,
+    };
+    std::io::Error::new(e.kind(), format!("{e}; {hint}"))
 }
 
 async fn wait_for_shutdown() {

@@ -109,9 +109,11 @@ async fn status(State(app): State<App>) -> Response {
         .loaded_at
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
-    Json(json!({
+    let last_failure = app.last_reload_failure.lock().ok().and_then(|f| f.clone());
+    pretty_json(&json!({
         "ready": app.ready.load(Ordering::SeqCst),
         "config": { "file": snap.file.display().to_string(), "hash": snap.hash, "loaded_at": loaded },
+        "last_reload_failure": last_failure,
         "geoip": snap.geo.as_ref().map(|g| json!({
             "path": g.path().display().to_string(),
             "type": g.database_type(),
@@ -125,15 +127,24 @@ async fn status(State(app): State<App>) -> Response {
         })).collect::<Vec<_>>(),
         "regions": regions,
     }))
-    .into_response()
 }
 
+/// JSON indented for a person reading it with curl (`/status | head` shows the top of
+/// it); a few hundred bytes more than compact JSON on a page fetched by hand.
+fn pretty_json(value: &serde_json::Value) -> Response {
+    let mut body = serde_json::to_string_pretty(value).unwrap_or_default();
+    body.push('\n');
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// `/explain` parameters. All optional here so that a missing one gets a JSON error
+/// naming it, not axum's plain-text rejection.
 #[derive(Deserialize)]
 struct ExplainParams {
-    name: String,
+    name: Option<String>,
     #[serde(rename = "type", default = "default_type")]
     qtype: String,
-    client: String,
+    client: Option<String>,
     resolver: Option<String>,
 }
 
@@ -141,9 +152,22 @@ fn default_type() -> String {
     "A".into()
 }
 
-async fn explain(State(app): State<App>, Query(p): Query<ExplainParams>) -> Response {
+async fn explain(
+    State(app): State<App>,
+    query: Result<Query<ExplainParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
     let bad = |m: String| (StatusCode::BAD_REQUEST, Json(json!({ "error": m }))).into_response();
-    let mut client: ClientSpec = match p.client.parse() {
+    const USAGE: &str = "usage: /explain?name=NAME&type=A|AAAA&client=IP[/LEN][&resolver=IP]";
+    let p = match query {
+        Ok(Query(p)) => p,
+        Err(e) => return bad(format!("{}; {USAGE}", e.body_text())),
+    };
+    let (Some(name), Some(client)) = (p.name, p.client) else {
+        return bad(format!(
+            "missing parameter: name and client are required; {USAGE}"
+        ));
+    };
+    let mut client: ClientSpec = match client.parse() {
         Ok(c) => c,
         Err(e) => return bad(e),
     };
@@ -154,7 +178,7 @@ async fn explain(State(app): State<App>, Query(p): Query<ExplainParams>) -> Resp
         }
     }
     let snap = app.shared.load();
-    match snap.explain(&p.name, &p.qtype, client, &LiveHealth) {
+    match snap.explain(&name, &p.qtype, client, &LiveHealth) {
         Ok(e) => Json(e).into_response(),
         Err(e) => bad(e),
     }

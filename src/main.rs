@@ -109,12 +109,16 @@ fn main() {
                 app::Overrides {
                     dns_listen,
                     http_listen,
+                    own_http: None,
                 },
             )) {
                 Ok(()) => 0,
                 Err(e) => {
-                    tracing::error!("{e}");
-                    eprintln!("{e}");
+                    // Once, through the log (journald and the terminal both get it); a
+                    // config error is one line per problem, as `geode check` prints them.
+                    for line in e.to_string().lines() {
+                        tracing::error!("{line}");
+                    }
                     e.exit_code()
                 }
             }

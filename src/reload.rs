@@ -92,6 +92,13 @@ async fn reload_and_log(app: &App, why: &str) {
     match reload(app).await {
         Ok(hash) => info!(trigger = why, hash = %hash, "config reloaded"),
         Err(e) => {
+            if let Ok(mut last) = app.last_reload_failure.lock() {
+                *last = Some(crate::app::ReloadFailure {
+                    at: unix_now(),
+                    trigger: why.to_string(),
+                    error: e.to_string(),
+                });
+            }
             for line in e.to_string().lines() {
                 error!(
                     trigger = why,

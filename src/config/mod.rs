@@ -97,7 +97,21 @@ pub struct Source {
     pub file: PathBuf,
     /// FNV-1a 64 of the text, hex: identifies the running config in /status and logs.
     pub hash: String,
+    /// Endpoints whose probe is `"self"`, as (region, address): they probe this server's
+    /// own admin HTTP listener, wherever `--http-listen` puts it (see [`self_probe_target`]).
+    pub self_probes: Vec<(String, IpAddr)>,
     index: SpanIndex,
+}
+
+/// Where a `probe = "self"` connects for an admin listener bound at `http`: the same
+/// address, with loopback in place of a wildcard (a connect to 0.0.0.0 is not portable).
+pub fn self_probe_target(http: SocketAddr) -> SocketAddr {
+    let ip = match http.ip() {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, http.port())
 }
 
 impl Source {
@@ -194,16 +208,19 @@ pub fn parse(text: &str, file: &Path) -> Result<Loaded, ConfigError> {
         file: file.to_path_buf(),
         index: &index,
         problems: Vec::new(),
+        self_probes: Vec::new(),
     };
     let base = file.parent().unwrap_or_else(|| Path::new("."));
     let model = v.model(raw, base);
     if v.problems.is_empty() {
+        let self_probes = v.self_probes;
         Ok(Loaded {
             model,
             source: Source {
                 file: file.to_path_buf(),
                 hash: fnv_hex(text),
                 index,
+                self_probes,
             },
         })
     } else {
@@ -509,6 +526,8 @@ struct Validator<'a> {
     file: PathBuf,
     index: &'a SpanIndex,
     problems: Vec<Problem>,
+    /// Endpoints with `probe = "self"`: (region, address).
+    self_probes: Vec<(String, IpAddr)>,
 }
 
 impl Validator<'_> {
@@ -567,7 +586,8 @@ impl Validator<'_> {
         let server = self.server(&raw.server, base);
         let mut zones = self.zones(&raw.zones);
         let checks = self.checks(&raw.checks);
-        let regions = self.regions(&raw.regions, &checks);
+        let mut regions = self.regions(&raw.regions, &checks);
+        self.resolve_self_probes(&server, &mut regions);
         let region_ids: HashMap<&str, RegionId> = regions
             .iter()
             .enumerate()
@@ -650,7 +670,12 @@ impl Validator<'_> {
         ServerSettings {
             dns_listen,
             http_listen,
-            geoip_db: s.geoip_db.as_ref().map(|p| base.join(p)),
+            // `""` means no GeoIP, as `http_listen = ""` means no admin HTTP.
+            geoip_db: s
+                .geoip_db
+                .as_ref()
+                .filter(|p| !p.is_empty())
+                .map(|p| base.join(p)),
             max_udp_payload: max_udp_payload.clamp(512, 4096),
             tcp_idle_timeout: self.duration(
                 &["server", "tcp_idle_timeout"],
@@ -979,6 +1004,28 @@ impl Validator<'_> {
         out
     }
 
+    /// Points `probe = "self"` endpoints at the file's own `http_listen`; the app moves
+    /// them to the address actually bound (`--http-listen`, port 0).
+    fn resolve_self_probes(&mut self, server: &ServerSettings, regions: &mut [Region]) {
+        let probes = std::mem::take(&mut self.self_probes);
+        for (region, address) in &probes {
+            let Some(r) = regions.iter_mut().find(|r| &r.name == region) else {
+                continue;
+            };
+            let Some(i) = r.endpoints.iter().position(|e| e.address == *address) else {
+                continue;
+            };
+            match server.http_listen {
+                Some(http) => r.endpoints[i].probe = Some(self_probe_target(http)),
+                None => self.err(
+                    &["regions", region, "endpoints", &i.to_string(), "probe"],
+                    "probe = \"self\" probes this server's admin HTTP, but server.http_listen is \"\" (disabled)",
+                ),
+            }
+        }
+        self.self_probes = probes;
+    }
+
     fn regions(&mut self, raw: &BTreeMap<String, raw::RawRegion>, checks: &[Check]) -> Vec<Region> {
         let mut out = Vec::new();
         for (name, r) in raw {
@@ -1036,6 +1083,12 @@ impl Validator<'_> {
                 };
                 let probe = match &e.probe {
                     None => None,
+                    // This server's own admin HTTP: resolved in `model` once the server
+                    // settings are known, and again when the listener is bound.
+                    Some(p) if p == "self" => {
+                        self.self_probes.push((name.clone(), address));
+                        None
+                    }
                     Some(p) => {
                         let port = check.map_or(0, |c| checks[usize::from(c)].port);
                         match p
@@ -1053,7 +1106,7 @@ impl Validator<'_> {
                         }
                     }
                 };
-                if probe.is_some() && check.is_none() {
+                if e.probe.is_some() && check.is_none() {
                     self.err(
                         &[&ep[..], &["probe"]].concat(),
                         "probe without check: name the check that probes it",

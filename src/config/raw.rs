@@ -40,7 +40,7 @@ pub struct RawServer {
     pub dns_listen: Option<Vec<String>>,
     /// Admin HTTP address. Default `127.0.0.1:9153`; `""` disables it.
     pub http_listen: Option<String>,
-    /// GeoIP2/GeoLite2/DB-IP City mmdb path, relative to the config file.
+    /// GeoIP2/GeoLite2/DB-IP City mmdb path, relative to the config file; `""` = none.
     pub geoip_db: Option<String>,
     /// Largest UDP response, 512..=4096. Default 1232.
     pub max_udp_payload: Option<u16>,
@@ -171,7 +171,8 @@ pub struct RawEndpoint {
     pub address: String,
     /// Name of a `[checks.*]` entry; none = always up.
     pub check: Option<String>,
-    /// Probe this `addr:port` (or `addr`) instead of the address.
+    /// Probe this `addr:port` (or `addr`) instead of the address; `"self"` probes this
+    /// server's own admin HTTP listener, wherever it is bound (the demo's backends).
     pub probe: Option<String>,
 }
 

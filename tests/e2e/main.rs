@@ -3,6 +3,7 @@
 
 mod config_check;
 mod differential;
+mod first_run;
 mod harness;
 mod health;
 mod metrics;
