@@ -2,10 +2,10 @@
 //!
 //! serde's `deny_unknown_fields` stops at the first unknown key, so a file with two typos
 //! would take two rounds of `geode check`. This walk reports all of them at once. The
-//! accepted key names are not written down twice: [`fields`] asks serde's derived
+//! accepted key names are not written down twice: `fields` asks serde's derived
 //! `Deserialize` impl of each [`raw`](super::raw) struct for its field list, so a key
 //! added to a raw struct is known here without touching this file. Only the nesting
-//! (which key holds which struct) is spelled out in [`walk_root`]; a table this walk does
+//! (which key holds which struct) is spelled out in `walk_root`; a table this walk does
 //! not descend into is still checked by serde, which then reports its first unknown key.
 
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};

@@ -8,7 +8,7 @@
 //! ordinary hickory path, which stays the reference: `tests` and the differential test
 //! check that both paths produce the same bytes apart from the ID. To make that
 //! possible the encoder here reproduces hickory-proto 0.26's name compression exactly
-//! (see [`Writer::name`]).
+//! (see `Writer::name`).
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;

@@ -1,7 +1,7 @@
 //! GeoIP: open, verify and compile a City-schema mmdb (GeoIP2, GeoLite2, DB-IP City
 //! Lite), and locate a client from operator overrides first, the database second.
 //!
-//! The file is mapped only while it is verified and compiled into a [`trie::Trie`] of
+//! The file is mapped only while it is verified and compiled into a `trie::Trie` of
 //! location classes; then it is unmapped. Serving from the mapping instead left ~50 MiB
 //! of a full GeoLite2-City resident after a benchmark (every lookup touches a page of
 //! the tree and one of the data), and made each lookup walk 7-byte records and decode
