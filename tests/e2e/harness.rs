@@ -347,3 +347,10 @@ pub async fn plain(
         .expect("response")
         .into_message()
 }
+
+impl Geode {
+    /// The exit status if the process has exited (crashed) already.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut()?.try_wait().ok().flatten()
+    }
+}
