@@ -3,6 +3,7 @@
 
 mod config_check;
 mod differential;
+mod fuzz_corpus;
 mod hardening;
 mod harness;
 mod health;
