@@ -361,3 +361,80 @@ async fn hardening_geoip_rewritten_in_place_during_compile_never_crashes() {
     }
     assert!(g.exited().is_none(), "geode died; log:\n{}", g.logs());
 }
+
+// (3) Out of file descriptors: probes that cannot open a socket are skipped, and a
+// healthy endpoint is not marked down for it.
+#[tokio::test]
+async fn hardening_fd_exhaustion_does_not_mark_healthy_endpoints_down() {
+    let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = backend.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = backend.accept().await {
+            held.push(s);
+        }
+    });
+    let config = format!(
+        r#"
+[checks.tcp]
+type = "tcp"
+port = {port}
+interval = "300ms"
+timeout = "200ms"
+rise = 1
+fall = 1
+{ZONE}
+[regions.a]
+endpoints = [{{ address = "192.0.2.1", check = "tcp", probe = "127.0.0.1:{port}" }}]
+
+[regions.b]
+endpoints = [{{ address = "192.0.2.99" }}]
+
+[services."www.gslb.test."]
+regions = ["a", "b"]
+policy = "failover"
+"#
+    );
+    let g = Geode::start(&config);
+    crate::assert_eventually!(
+        10,
+        www(&g).await.1 == ["192.0.2.1"],
+        "a is up; log:\n{}",
+        g.logs()
+    );
+    let pid = g.pid();
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    // A few descriptors of headroom, then admin connections take them all.
+    let limit = open + 8;
+    let ok = Command::new("prlimit")
+        .arg(format!("--pid={pid}"))
+        .arg(format!("--nofile={limit}:{limit}"))
+        .status()
+        .expect("prlimit (util-linux) is installed")
+        .success();
+    assert!(ok, "prlimit failed");
+    let mut held = Vec::new();
+    for _ in 0..40 {
+        if let Ok(s) = tokio::net::TcpStream::connect(g.http).await {
+            held.push(s);
+        }
+    }
+    // Ten probe intervals with no descriptor to spare: the endpoint stays up.
+    for _ in 0..15 {
+        assert_eq!(
+            www(&g).await.1,
+            ["192.0.2.1"],
+            "a healthy endpoint marked down for a local fd shortage; log:\n{}",
+            g.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        g.logs().contains("probe skipped"),
+        "the probe met EMFILE and said so; log:\n{}",
+        g.logs()
+    );
+    drop(held);
+}

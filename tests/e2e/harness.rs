@@ -354,3 +354,10 @@ impl Geode {
         self.child.as_mut()?.try_wait().ok().flatten()
     }
 }
+
+impl Geode {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+}
