@@ -3,6 +3,11 @@
 //! first probe of new endpoints -> build snapshot -> swap. A failure at any step is
 //! logged with file:line:key, counted, and the running snapshot keeps serving.
 //!
+//! A file-watch reload waits until the watched files have kept their content for
+//! `server.reload_settle` (a file written in place in several steps is never applied
+//! half-written); SIGHUP reloads at once. Files are read with a size bound and must be
+//! regular files (`config::read`).
+//!
 //! Directories are watched, not files: editors, Kubernetes ConfigMaps (symlink swap of
 //! `..data`) and geoipupdate all replace files by rename, which orphans a file watch.
 
