@@ -144,6 +144,7 @@ fn model() -> Model {
             tcp_max_connections: 1024,
             udp_sockets: 0,
             answer_cache_bytes: 0,
+            reload_settle: Duration::from_millis(500),
         },
         zones: vec![],
         checks: vec![],

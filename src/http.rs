@@ -1,10 +1,19 @@
 //! Admin HTTP: `/metrics` (Prometheus text), `/healthz` (alive), `/readyz` (config
 //! loaded, sockets bound, first probe round done), `/status` (JSON), `/explain` (JSON).
 //! Bound to loopback by default: it reveals topology and health.
+//!
+//! Connections are served by hand rather than by `axum::serve`, which holds idle and
+//! slow-header connections forever: a header read timeout, an idle timeout and a cap
+//! on concurrent connections keep slow or idle clients from exhausting descriptors
+//! that DNS over TCP and the probes need.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Query, State};
@@ -13,8 +22,10 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use serde::Deserialize;
 use serde_json::json;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
-use tracing::info;
+use tracing::{debug, info, warn};
 
 use crate::app::App;
 use crate::route::LiveHealth;
@@ -30,6 +41,18 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> 
     Ok(listener)
 }
 
+/// Longest a client may take to send a request's headers. hyper also runs this timer
+/// while a keep-alive connection waits for its next request, so it is the idle limit
+/// between requests as well.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// A connection on which no byte moves either way for this long is closed: a client
+/// that stops reading a response, or sends a body that never ends.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Admin connections served at once; more are closed as soon as they are accepted.
+/// Held connections each cost a file descriptor, shared with the DNS listeners and the
+/// probes: without a cap, 3,000 idle clients ran the process out of descriptors.
+pub const MAX_CONNECTIONS: usize = 256;
+
 /// Serves the admin endpoints on a bound socket.
 pub fn serve(listener: tokio::net::TcpListener, app: App) -> JoinHandle<()> {
     let router = Router::new()
@@ -39,9 +62,120 @@ pub fn serve(listener: tokio::net::TcpListener, app: App) -> JoinHandle<()> {
         .route("/status", get(status))
         .route("/explain", get(explain))
         .with_state(app);
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    })
+    tokio::spawn(accept_loop(listener, router))
+}
+
+/// Accepts admin connections and serves each under [`HEADER_READ_TIMEOUT`],
+/// [`IDLE_TIMEOUT`] and [`MAX_CONNECTIONS`].
+async fn accept_loop(listener: tokio::net::TcpListener, router: Router) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut refused: u64 = 0;
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // EMFILE and friends: the connection waits in the backlog; retrying at
+                // once would spin. (axum::serve sleeps 1 s here.)
+                debug!(error = %e, "admin accept failed; retrying in 100ms");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            refused += 1;
+            if refused.is_power_of_two() {
+                warn!(
+                    max = MAX_CONNECTIONS,
+                    refused, "admin HTTP connection limit reached; closing new connections"
+                );
+            }
+            drop(stream);
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            let last = Arc::new(AtomicU64::new(0));
+            let start = tokio::time::Instant::now();
+            let io = hyper_util::rt::TokioIo::new(Tracked {
+                inner: stream,
+                last: last.clone(),
+                start,
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(io, service);
+            tokio::select! {
+                _ = conn => {}
+                () = idle(last, start) => {}
+            }
+        });
+    }
+}
+
+/// Resolves once no byte has moved for [`IDLE_TIMEOUT`].
+async fn idle(last: Arc<AtomicU64>, start: tokio::time::Instant) {
+    loop {
+        let moved = start + Duration::from_millis(last.load(Ordering::Relaxed));
+        let deadline = moved + IDLE_TIMEOUT;
+        if tokio::time::Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep_until(deadline).await;
+    }
+}
+
+/// A stream that records when a byte last moved (milliseconds since `start`).
+struct Tracked {
+    inner: tokio::net::TcpStream,
+    last: Arc<AtomicU64>,
+    start: tokio::time::Instant,
+}
+
+impl Tracked {
+    fn touch(&self) {
+        let ms = self.start.elapsed().as_millis();
+        self.last
+            .store(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+}
+
+impl AsyncRead for Tracked {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.touch();
+        }
+        r
+    }
+}
+
+impl AsyncWrite for Tracked {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, data);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 async fn metrics(State(app): State<App>) -> Response {

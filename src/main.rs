@@ -62,9 +62,18 @@ enum Command {
 
 fn init_logging() {
     // hickory-server logs every query at INFO; that halves throughput, so it stays at
-    // warn unless RUST_LOG says otherwise.
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,hickory_server=warn,hickory_net=warn"));
+    // warn unless RUST_LOG says otherwise. rustls-platform-verifier logs an ERROR of its
+    // own for every certificate it rejects, i.e. on every probe of a bad endpoint; the
+    // probe's flip line already says why, once (DESIGN.md: one line per flip).
+    // It stays off under RUST_LOG too, unless RUST_LOG names it.
+    const QUIET_VERIFIER: &str = "rustls_platform_verifier=off";
+    let directives = match std::env::var("RUST_LOG") {
+        Ok(s) if s.contains("rustls_platform_verifier") => s,
+        Ok(s) if !s.trim().is_empty() => format!("{s},{QUIET_VERIFIER}"),
+        _ => format!("info,hickory_server=warn,hickory_net=warn,{QUIET_VERIFIER}"),
+    };
+    let filter = EnvFilter::try_new(&directives)
+        .unwrap_or_else(|_| EnvFilter::new(format!("info,{QUIET_VERIFIER}")));
     // Colours only on a terminal: journald and log shippers get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()

@@ -72,6 +72,9 @@ pub struct ServerSettings {
     /// Bytes of answer cache per UDP socket (0 = no cache): fast-path replies kept and
     /// sent again for the same query bytes until the snapshot or any health state moves.
     pub answer_cache_bytes: usize,
+    /// Quiet time a watched file must keep its content before a file-watch reload
+    /// applies it (`server.reload_settle`); SIGHUP does not wait.
+    pub reload_settle: Duration,
 }
 
 /// A DNS name in presentation form, lower case, with the trailing dot: `www.gslb.example.`.

@@ -3,12 +3,16 @@
 //! first probe of new endpoints -> build snapshot -> swap. A failure at any step is
 //! logged with file:line:key, counted, and the running snapshot keeps serving.
 //!
+//! A file-watch reload waits until the watched files have kept their content for
+//! `server.reload_settle` (a file written in place in several steps is never applied
+//! half-written); SIGHUP reloads at once. Files are read with a size bound and must be
+//! regular files (`config::read`).
+//!
 //! Directories are watched, not files: editors, Kubernetes ConfigMaps (symlink swap of
 //! `..data`) and geoipupdate all replace files by rename, which orphans a file watch.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
@@ -19,10 +23,73 @@ use crate::app::{App, load, unix_now};
 use crate::config::{Problem, start_only_changes};
 use crate::snapshot::Snapshot;
 
-/// Quiet time after the last file event before reloading: editors write in bursts.
-const DEBOUNCE: Duration = Duration::from_millis(200);
-/// Longest a stream of file events can postpone a reload.
-const MAX_DEBOUNCE: Duration = Duration::from_secs(2);
+/// What a file-watch reload compares to decide that the files have settled: the config
+/// file's bytes (hashed; a rewrite in place within one timestamp tick keeps size and
+/// mtime) and the GeoIP database's identity (inode, size, mtime: reading 60 MB every
+/// settle period would cost more than it tells).
+#[derive(Debug, PartialEq, Eq)]
+struct Fingerprint {
+    config: Result<u64, String>,
+    geoip: Option<crate::geo::FileIdentity>,
+}
+
+fn fingerprint(config: &Path, geoip: Option<&Path>) -> Fingerprint {
+    use std::hash::{Hash, Hasher};
+    let config = crate::config::read::read_regular(
+        config,
+        crate::config::read::MAX_CONFIG_BYTES,
+        "config file bound",
+    )
+    .map(|bytes| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        bytes.hash(&mut h);
+        h.finish()
+    })
+    .map_err(|e| e.to_string());
+    Fingerprint {
+        config,
+        geoip: geoip.and_then(crate::geo::file_identity),
+    }
+}
+
+/// Waits until the watched files have kept the same content for `server.reload_settle`
+/// (DESIGN.md, "Reload safety rails": a file written in place in several steps is not
+/// served half-written). A SIGHUP meanwhile ends the wait at once: an operator who
+/// signals has finished writing. Returns the trigger.
+async fn settle(
+    app: &App,
+    hup: &mut Option<tokio::signal::unix::Signal>,
+    rx: &mut mpsc::UnboundedReceiver<()>,
+) -> &'static str {
+    let (quiet, geoip) = {
+        let snap = app.shared.load();
+        (
+            snap.model.server.reload_settle,
+            snap.model.server.geoip_db.clone(),
+        )
+    };
+    let sample = |config: PathBuf, geoip: Option<PathBuf>| async move {
+        tokio::task::spawn_blocking(move || fingerprint(&config, geoip.as_deref()))
+            .await
+            .ok()
+    };
+    let mut seen = sample(app.config_path.clone(), geoip.clone()).await;
+    loop {
+        tokio::select! {
+            biased;
+            Some(()) = next_hup(hup) => return "SIGHUP",
+            () = tokio::time::sleep(quiet) => {
+                // Events of this period are covered by the comparison below.
+                while rx.try_recv().is_ok() {}
+                let now = sample(app.config_path.clone(), geoip.clone()).await;
+                if now.is_some() && now == seen {
+                    return "file change";
+                }
+                seen = now;
+            }
+        }
+    }
+}
 
 /// Why a reload was refused.
 #[derive(Debug, thiserror::Error)]
@@ -217,22 +284,7 @@ pub fn spawn(app: App) -> JoinHandle<()> {
         loop {
             let why = tokio::select! {
                 Some(()) = next_hup(&mut hup) => "SIGHUP",
-                Some(()) = rx.recv() => {
-                    // Debounce: wait until the burst is over, but no longer than
-                    // MAX_DEBOUNCE, and a SIGHUP meanwhile reloads at once (an operator
-                    // who signals must not wait behind a stream of file events).
-                    let deadline = tokio::time::Instant::now() + MAX_DEBOUNCE;
-                    loop {
-                        tokio::select! {
-                            biased;
-                            Some(()) = next_hup(&mut hup) => break "SIGHUP",
-                            ev = tokio::time::timeout(DEBOUNCE, rx.recv()) => match ev {
-                                Ok(Some(())) if tokio::time::Instant::now() < deadline => {}
-                                _ => break "file change",
-                            },
-                        }
-                    }
-                }
+                Some(()) = rx.recv() => settle(&app, &mut hup, &mut rx).await,
             };
             // Events queued so far are covered by this reload, which reads the files now.
             while rx.try_recv().is_ok() {}

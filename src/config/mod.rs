@@ -5,6 +5,7 @@
 //! so an operator fixes a file in one pass. Pure: reads one file, no sockets, no GeoIP.
 
 pub mod raw;
+pub mod read;
 pub mod spans;
 pub mod unknown;
 
@@ -128,16 +129,33 @@ impl Source {
 }
 
 /// Reads and validates a config file.
+///
+/// Besides [`parse`]'s checks, the file must be a regular file of at most
+/// [`read::MAX_CONFIG_BYTES`], and it must define a zone: an empty or comment-only file
+/// (a truncated push, a ConfigMap that lost its key) would otherwise be applied and
+/// answer REFUSED to everything while /readyz stays 200.
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+    let whole_file = |message: String| ConfigError {
         problems: vec![Problem {
             file: path.to_path_buf(),
             line: 0,
             key: String::new(),
-            message: format!("cannot read config file: {e}"),
+            message,
         }],
-    })?;
-    parse(&text, path)
+    };
+    let bytes = read::read_regular(path, read::MAX_CONFIG_BYTES, "config file bound")
+        .map_err(|e| whole_file(format!("cannot read config file: {e}")))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|e| whole_file(format!("cannot read config file: not UTF-8 ({e})")))?;
+    let loaded = parse(&text, path)?;
+    if loaded.model.zones.is_empty() {
+        return Err(whole_file(
+            "no zone defined: geode would answer REFUSED to every query; add a \
+             [zones.\"example.com.\"] table with soa and ns (see config/example.toml)"
+                .into(),
+        ));
+    }
+    Ok(loaded)
 }
 
 /// Validates config text; `file` names it in errors and anchors relative paths.
@@ -685,6 +703,11 @@ impl Validator<'_> {
             tcp_max_connections: tcp_max_connections.max(1),
             udp_sockets: s.udp_sockets.unwrap_or(0),
             answer_cache_bytes: answer_cache_kib.min(MAX_ANSWER_CACHE_KIB) as usize * 1024,
+            reload_settle: self.duration(
+                &["server", "reload_settle"],
+                s.reload_settle.as_deref(),
+                Duration::from_millis(500),
+            ),
         }
     }
 
@@ -939,6 +962,16 @@ impl Validator<'_> {
                     if !path.starts_with('/') {
                         self.err(&p("path"), format!("path {path:?} must start with '/'"));
                     }
+                    // CR/LF and other control characters cannot go on an HTTP request
+                    // line or in a header: the probe would fail forever ("invalid Host
+                    // header"), so the file is refused instead of the endpoint going down.
+                    if let Some(m) = forbidden_char(&path, false) {
+                        self.err(&p("path"), format!("path {path:?} {m}"));
+                    }
+                    if let Some(m) = c.host.as_deref().and_then(|h| forbidden_char(h, false)) {
+                        let host = c.host.as_deref().unwrap_or_default();
+                        self.err(&p("host"), format!("host {host:?} {m}"));
+                    }
                     let expect_status = c.expect_status.clone().unwrap_or_default();
                     if let Some(bad) = expect_status.iter().find(|s| !(100..=599).contains(*s)) {
                         self.err(
@@ -948,7 +981,13 @@ impl Validator<'_> {
                     }
                     let headers: Vec<(String, String)> =
                         c.headers.clone().unwrap_or_default().into_iter().collect();
-                    for (h, _) in &headers {
+                    for (h, value) in &headers {
+                        if let Some(m) = forbidden_char(value, true) {
+                            self.err(
+                                &["checks", name, "headers", h],
+                                format!("header value {value:?} {m}"),
+                            );
+                        }
                         if h.is_empty()
                             || !h
                                 .bytes()
@@ -1414,6 +1453,24 @@ fn insert_keyed<T>(table: &mut KeyedTable<T>, key: ClientKey, value: T) {
             table.continent.insert(c, value);
         }
     }
+}
+
+/// What is wrong with a probe's path, host or header value that cannot go on the wire:
+/// a control character (HTAB allowed in header values, RFC 9110 5.5) or, outside
+/// header values, a space.
+fn forbidden_char(s: &str, header_value: bool) -> Option<String> {
+    let bad = s.chars().find(|&c| {
+        (c.is_control() && !(header_value && c == '\t')) || (!header_value && c.is_whitespace())
+    })?;
+    let what = if header_value {
+        "control characters cannot be sent in an HTTP header"
+    } else {
+        "control characters and spaces cannot be sent in an HTTP request"
+    };
+    Some(format!(
+        "contains {bad:?} (U+{:04X}); {what}",
+        u32::from(bad)
+    ))
 }
 
 /// The start-only keys whose values differ: a reload that changes any is refused by name.

@@ -52,6 +52,10 @@ pub struct RawServer {
     pub udp_sockets: Option<usize>,
     /// Answer cache per UDP socket, in KiB; 0 disables it. Default 1024.
     pub answer_cache_kib: Option<u32>,
+    /// How long the config file (and GeoIP database) must stay unchanged before a
+    /// file-watch reload applies it, so a file written in place in several steps is
+    /// never served half-written. SIGHUP applies at once. Default `"500ms"`.
+    pub reload_settle: Option<String>,
 }
 
 /// `[zones."name."]`.

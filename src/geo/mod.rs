@@ -1,23 +1,24 @@
 //! GeoIP: open, verify and compile a City-schema mmdb (GeoIP2, GeoLite2, DB-IP City
 //! Lite), and locate a client from operator overrides first, the database second.
 //!
-//! The file is mapped only while it is verified and compiled into a `trie::Trie` of
-//! location classes; then it is unmapped. Serving from the mapping instead left ~50 MiB
-//! of a full GeoLite2-City resident after a benchmark (every lookup touches a page of
-//! the tree and one of the data), and made each lookup walk 7-byte records and decode
-//! a map. Tools like geoipupdate replace the file by rename; reload opens the new one.
+//! The file is read into memory (regular files only, with a size bound) while it is
+//! verified and compiled into a `trie::Trie` of location classes; then it is freed.
+//! Serving from the file instead left ~50 MiB of a full GeoLite2-City resident after a
+//! benchmark (every lookup touches a page of the tree and one of the data), and made
+//! each lookup walk 7-byte records and decode a map. It is never memory-mapped: a mapped
+//! file rewritten or truncated in place kills the process with SIGBUS. Tools like
+//! geoipupdate replace the file by rename; reload opens the new one.
 
 mod trie;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use ipnet::IpNet;
 use serde::Deserialize;
 
+use crate::config::read::{MAX_GEOIP_BYTES, ReadError, read_regular};
 use crate::countries;
 use crate::model::{ClientLocation, ClientSource, Coordinates, LocatedBy, Model};
 use trie::{Found, Trie, V4Table};
@@ -89,6 +90,14 @@ pub enum GeoError {
         path: PathBuf,
         /// The reader's error.
         source: maxminddb::MaxMindDbError,
+    },
+    /// The file could not be read: missing, not a regular file, or over the size bound.
+    #[error("cannot read GeoIP database {path}: {source}")]
+    Read {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        source: ReadError,
     },
     /// The file opened but its tree or data section is damaged.
     #[error("GeoIP database {path} is damaged: {source}")]
@@ -175,16 +184,6 @@ fn code(s: Option<&str>) -> Option<[u8; 2]> {
     (b.len() == 2).then(|| [b[0].to_ascii_uppercase(), b[1].to_ascii_uppercase()])
 }
 
-/// The mapping, shared between the reader (which decodes records) and the compiler
-/// (which reads the search tree's raw records, which the reader does not expose).
-struct Map(Arc<maxminddb::Mmap>);
-
-impl AsRef<[u8]> for Map {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
-    }
-}
-
 impl GeoDb {
     /// Opens, verifies, probes and compiles a database; a database that cannot answer
     /// is refused before it serves (as CoreDNS's geoip plugin does).
@@ -206,15 +205,22 @@ impl GeoDb {
             path: path.to_path_buf(),
             source,
         };
-        let file = std::fs::File::open(path).map_err(|e| open_err(e.into()))?;
-        // SAFETY: the mapping is read-only and lives only until this function returns.
-        // The file must not be truncated in place meanwhile; geoipupdate and our docs
-        // replace it by rename, which leaves this mapping on the old inode.
-        #[allow(unsafe_code)]
-        let map = unsafe { maxminddb::Mmap::map(&file) }
-            .map_err(|e| open_err(maxminddb::MaxMindDbError::Mmap(e)))?;
-        let map = Arc::new(map);
-        let reader = maxminddb::Reader::from_source(Map(map.clone())).map_err(open_err)?;
+        // The file is read into memory, not mapped: a mapping of a file that is truncated
+        // or rewritten in place (`cp new.mmdb city.mmdb`) while it is compiled kills the
+        // process with SIGBUS. A copy in memory is the old or a torn version of the file,
+        // and a torn one fails `verify` below, so the running database keeps serving.
+        // Resident memory is the same either way (compiling touches every page).
+        let bytes = read_regular(path, MAX_GEOIP_BYTES, "GeoIP database bound").map_err(|e| {
+            match e {
+                // Worded as before for a missing or unreadable file.
+                ReadError::Io(e) => open_err(e.into()),
+                other => GeoError::Read {
+                    path: path.to_path_buf(),
+                    source: other,
+                },
+            }
+        })?;
+        let reader = maxminddb::Reader::from_source(bytes.as_slice()).map_err(open_err)?;
         reader.verify().map_err(damaged)?;
         let meta = reader.metadata();
         let database_type = meta.database_type.clone();
@@ -224,11 +230,13 @@ impl GeoDb {
         let record_size = meta.record_size;
         let ipv6 = meta.ip_version == 6;
         let node_bytes = usize::from(record_size) / 4;
-        let tree = map.get(..node_count as usize * node_bytes).ok_or_else(|| {
-            damaged(maxminddb::MaxMindDbError::invalid_database(
-                "search tree past end of file",
-            ))
-        })?;
+        let tree = bytes
+            .get(..node_count as usize * node_bytes)
+            .ok_or_else(|| {
+                damaged(maxminddb::MaxMindDbError::invalid_database(
+                    "search tree past end of file",
+                ))
+            })?;
         let read = |n: u32, side: usize| -> u32 {
             let b = &tree[n as usize * node_bytes..][..node_bytes];
             let be3 = |x: &[u8]| u32::from(x[0]) << 16 | u32::from(x[1]) << 8 | u32::from(x[2]);
@@ -242,12 +250,21 @@ impl GeoDb {
             }
         };
         // Records are decoded once each (by pointer), then folded into classes by value.
-        let mut by_pointer: FxMap<u32, u32> = FxMap::default();
-        let mut by_value: FxMap<DecodedKey, u32> = FxMap::default();
+        // The by-value index holds class ids only (4 bytes a slot, compared against
+        // `classes`), not a copy of each class as key: 9 MB less at the start-up peak.
+        // By pointer: a lossy direct-mapped cache (2 MiB) rather than a map of every
+        // record (~500 k in GeoLite2-City, up to 9 MiB plus a doubling at the start-up
+        // peak); a record evicted is decoded again, which costs time, not correctness.
+        const CACHE_BITS: u32 = 18;
+        let mut by_pointer: Vec<(u32, u32)> = vec![(0, 0); 1 << CACHE_BITS];
+        let slot = |raw: u32| (raw.wrapping_mul(0x9e37_79b9) >> (32 - CACHE_BITS)) as usize;
+        let mut by_value: hashbrown::HashTable<u32> = hashbrown::HashTable::new();
         let mut classes: Vec<Class> = vec![Class::from((None, None, None))];
-        by_value.insert(key(&(None, None, None)), trie::NO_DATA);
+        by_value.insert_unique(classes[0].hash(), trie::NO_DATA, |_| 0);
         let mut class_of = |raw: u32, addr: u128| -> Result<u32, maxminddb::MaxMindDbError> {
-            if let Some(&c) = by_pointer.get(&raw) {
+            // A data pointer is above node_count + 16, so 0 marks an empty slot.
+            let (cached, c) = by_pointer[slot(raw)];
+            if cached == raw {
                 return Ok(c);
             }
             let ip = if ipv6 {
@@ -255,13 +272,18 @@ impl GeoDb {
             } else {
                 IpAddr::V4(Ipv4Addr::from((addr >> 96) as u32))
             };
-            let decoded = decode(&reader.lookup(ip)?);
-            let next = classes.len() as u32;
-            let c = *by_value.entry(key(&decoded)).or_insert(next);
-            if c == next {
-                classes.push(Class::from(decoded));
-            }
-            by_pointer.insert(raw, c);
+            let class = Class::from(decode(&reader.lookup(ip)?));
+            let h = class.hash();
+            let c = match by_value.find(h, |&id| classes[id as usize].same(&class)) {
+                Some(&id) => id,
+                None => {
+                    let id = classes.len() as u32;
+                    classes.push(class);
+                    by_value.insert_unique(h, id, |&id| classes[id as usize].hash());
+                    id
+                }
+            };
+            by_pointer[slot(raw)] = (raw, c);
             Ok(c)
         };
         let bits = if ipv6 { 128 } else { 32 };
@@ -303,6 +325,7 @@ impl GeoDb {
                 prefix: v4_depth as u8,
             })
         };
+
         let stop = matches!(v4, V4Start::Table(_)).then_some(v4_top);
         let trie = if ipv6 {
             Trie::build(node_count, bits, stop, read, &mut class_of).map_err(too_large)?
@@ -423,7 +446,6 @@ fn probe(path: &Path, ty: &str) -> Result<(), GeoError> {
 }
 
 type Decoded = (Option<[u8; 2]>, Option<[u8; 2]>, Option<Coordinates>);
-type FxMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<crate::model::Fx>>;
 
 /// A location class while compiling, and as stored by [`Classes::Exact`]: 24 bytes where
 /// `Decoded` takes 32 (130 k of them).
@@ -452,6 +474,25 @@ impl From<Decoded> for Class {
 }
 
 impl Class {
+    /// The same class, bit for bit (NaN "no coordinates" included).
+    fn same(&self, other: &Class) -> bool {
+        self.country == other.country
+            && self.continent == other.continent
+            && self.lat.to_bits() == other.lat.to_bits()
+            && self.lon.to_bits() == other.lon.to_bits()
+    }
+
+    /// A hash consistent with [`Class::same`].
+    fn hash(&self) -> u64 {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        BuildHasherDefault::<crate::model::Fx>::default().hash_one((
+            self.country,
+            self.continent,
+            self.lat.to_bits(),
+            self.lon.to_bits(),
+        ))
+    }
+
     fn get(&self) -> Decoded {
         let code = |c: [u8; 2]| (c != [0, 0]).then_some(c);
         let coords = (!self.lat.is_nan()).then_some(Coordinates {
@@ -603,13 +644,6 @@ impl FixedClass {
             lon: float(self.lon),
         }
     }
-}
-
-/// `Decoded` with coordinates as bits, to be hashable.
-type DecodedKey = (Option<[u8; 2]>, Option<[u8; 2]>, Option<(u64, u64)>);
-
-fn key(d: &Decoded) -> DecodedKey {
-    (d.0, d.1, d.2.map(|c| (c.lat.to_bits(), c.lon.to_bits())))
 }
 
 fn decode<S: AsRef<[u8]>>(res: &maxminddb::LookupResult<'_, S>) -> Decoded {

@@ -36,9 +36,9 @@ pub const NO_DATA: u32 = 0;
 /// The class a trie lookup reports when it reached the IPv4 subtree: continue in the
 /// [`V4Table`] with the next 32 bits; `prefix` is the depth it was reached at.
 pub const V4_SUBTREE: u32 = CLASS_MASK;
-/// The build's "not compiled yet" memo entry (a leaf value no build produces: extra
-/// 127 of the marker class).
-const UNSET: u32 = u32::MAX;
+/// The build's "not compiled yet" memo entry. Entries hold value + 1, and u32::MAX is a
+/// leaf value no build produces (extra 127 of the marker class), so 0 is free for this.
+const MEMO_UNSET: u32 = 0;
 
 fn leaf(class: u32, extra: u32) -> u32 {
     LEAF | (extra << EXTRA_SHIFT) | class
@@ -90,7 +90,9 @@ impl Trie {
             stop,
             read,
             class_of,
-            memo: vec![UNSET; node_count as usize],
+            // Zeroed memory (calloc): pages of nodes never visited (the IPv4 subtree,
+            // compiled into the V4Table) are never resident.
+            memo: vec![0; node_count as usize],
             nodes: Vec::new(),
             // Each node is compiled once unless it sits within `bits` of the bottom on
             // its first visit; a budget stops a crafted tree from multiplying paths.
@@ -160,7 +162,8 @@ struct Build<R, C> {
     read: R,
     class_of: C,
     /// Compiled value per source node, so shared subtrees (an IPv6 tree reaches its
-    /// IPv4 subtree from ::/96, ::ffff:0:0/96 and 2002::/16) compile once.
+    /// IPv4 subtree from ::/96, ::ffff:0:0/96 and 2002::/16) compile once. Holds value + 1;
+    /// [`MEMO_UNSET`] (0) is "not compiled yet".
     memo: Vec<u32>,
     nodes: Vec<[u32; 2]>,
     budget: u64,
@@ -176,8 +179,8 @@ impl<E, R: Fn(u32, usize) -> u32, C: FnMut(u32, u128) -> Result<u32, E>> Build<R
             return Ok((leaf(NO_DATA, 0), true));
         }
         let memo = self.memo[n as usize];
-        if memo != UNSET {
-            return Ok((memo, false));
+        if memo != MEMO_UNSET {
+            return Ok((memo.wrapping_sub(1), false));
         }
         if self.budget == 0 {
             return Err(BuildError::TooLarge);
@@ -224,7 +227,7 @@ impl<E, R: Fn(u32, usize) -> u32, C: FnMut(u32, u128) -> Result<u32, E>> Build<R
             idx
         };
         if !depends {
-            self.memo[n as usize] = v;
+            self.memo[n as usize] = v.wrapping_add(1);
         }
         Ok((v, depends))
     }
@@ -279,8 +282,20 @@ impl V4Table {
         read: impl Fn(u32, usize) -> u32,
         mut class_of: impl FnMut(u32, u128) -> Result<u32, E>,
     ) -> Result<V4Table, BuildError<E>> {
-        // Runs in address order: (start, class | len << 24).
-        let mut runs: Vec<(u32, u32)> = Vec::new();
+        // Runs of equal (class, prefix length) come out of the walk in address order and
+        // go straight into their /16 blocks: no list of the 3 M runs is held on the side
+        // (24 MB more at the start-up peak, with the 56 MB database in memory).
+        // Room for the most entries the tree can give (a leaf per node, plus a first
+        // entry per block): pages never written are never resident, and the slice is
+        // shrunk to size at the end.
+        let mut out = Entries {
+            index: Vec::with_capacity(BLOCKS + 1),
+            entries: Vec::with_capacity(node_count as usize + 1 + BLOCKS),
+            direct: true,
+            ids: HashMap::default(),
+            values: Vec::new(),
+            cur: None,
+        };
         let mut budget = u64::from(node_count) * 4 + 1024;
         // Depth-first, left before right, so runs come out sorted and contiguous.
         let mut stack: Vec<(u32, u32, u32)> = vec![(top, 0, 0)];
@@ -303,66 +318,9 @@ impl V4Table {
                 }
                 c
             };
-            let value = class | depth << 24;
-            if runs.last().is_none_or(|&(_, v)| v != value) {
-                runs.push((addr, value));
-            }
+            out.run(addr, class | depth << 24)?;
         }
-        // Direct values when every run fits them; otherwise a table of distinct values.
-        let direct = runs.iter().all(|&(_, v)| {
-            let (class, len) = (v & CLASS_MASK, v >> 24);
-            class < 1 << DIRECT_CLASS_BITS && len >= 1
-        });
-        let mut ids: HashMap<u32, u32, BuildHasherDefault<crate::model::Fx>> = HashMap::default();
-        let mut values = Vec::new();
-        let mut id_of = |v: u32| -> Result<[u8; 4], BuildError<E>> {
-            if direct {
-                let (class, len) = (v & CLASS_MASK, v >> 24);
-                return Ok((class | (len - 1) << DIRECT_CLASS_BITS).to_le_bytes());
-            }
-            let next = values.len() as u32;
-            let id = *ids.entry(v).or_insert(next);
-            if id == next {
-                if next > 0xff_ffff {
-                    return Err(BuildError::TooLarge);
-                }
-                values.push(v);
-            }
-            Ok(id.to_le_bytes())
-        };
-        let entry = |start: u16, id: [u8; 4]| {
-            let s = start.to_le_bytes();
-            [s[0], s[1], id[0], id[1], id[2]]
-        };
-        let mut index = Vec::with_capacity(BLOCKS + 1);
-        let mut entries = Vec::with_capacity(runs.len() + BLOCKS);
-        let mut r = 0;
-        for block in 0..BLOCKS as u64 {
-            let lo = block << 16;
-            index.push(u32::try_from(entries.len()).map_err(|_| BuildError::TooLarge)?);
-            // The run covering the block's first address (runs[0] starts at 0).
-            while r + 1 < runs.len() && u64::from(runs[r + 1].0) <= lo {
-                r += 1;
-            }
-            entries.push(entry(0, id_of(runs[r].1)?));
-            let mut k = r + 1;
-            while k < runs.len() && u64::from(runs[k].0) < lo + (1 << 16) {
-                entries.push(entry(runs[k].0 as u16, id_of(runs[k].1)?));
-                k += 1;
-            }
-        }
-        index.push(u32::try_from(entries.len()).map_err(|_| BuildError::TooLarge)?);
-        let keys = entries.iter().step_by(GROUP).map(start_of).collect();
-        Ok(V4Table {
-            index: index.into_boxed_slice(),
-            entries: entries.into_boxed_slice(),
-            keys,
-            values: if direct {
-                Values::Direct
-            } else {
-                Values::Table(values.into_boxed_slice())
-            },
-        })
+        out.finish()
     }
 
     /// Looks up an IPv4 address; the prefix is in IPv4 terms.
@@ -422,6 +380,121 @@ impl V4Table {
     #[cfg(test)]
     pub fn is_direct(&self) -> bool {
         matches!(self.values, Values::Direct)
+    }
+}
+
+/// The entries of a [`V4Table`] while they are built, run by run.
+struct Entries {
+    index: Vec<u32>,
+    entries: Vec<[u8; 5]>,
+    /// Values are still direct (class and prefix length in the entry).
+    direct: bool,
+    ids: HashMap<u32, u32, BuildHasherDefault<crate::model::Fx>>,
+    values: Vec<u32>,
+    /// Value (class | len << 24) of the run being extended.
+    cur: Option<u32>,
+}
+
+impl Entries {
+    fn entry(start: u16, id: u32) -> [u8; 5] {
+        let (s, id) = (start.to_le_bytes(), id.to_le_bytes());
+        [s[0], s[1], id[0], id[1], id[2]]
+    }
+
+    fn fits_direct(v: u32) -> bool {
+        let (class, len) = (v & CLASS_MASK, v >> 24);
+        class < 1 << DIRECT_CLASS_BITS && len >= 1
+    }
+
+    /// The 24-bit entry value of `v`; the first value that does not fit the direct form
+    /// turns every entry so far into an index of the value table.
+    fn id<E>(&mut self, v: u32) -> Result<u32, BuildError<E>> {
+        if self.direct && !Self::fits_direct(v) {
+            self.direct = false;
+            for i in 0..self.entries.len() {
+                let [s0, s1, a, b, c] = self.entries[i];
+                let x = u32::from_le_bytes([a, b, c, 0]);
+                let old =
+                    (x & ((1 << DIRECT_CLASS_BITS) - 1)) | ((x >> DIRECT_CLASS_BITS) + 1) << 24;
+                let id = self.table_id(old)?;
+                self.entries[i] = Self::entry(u16::from_le_bytes([s0, s1]), id);
+            }
+        }
+        if self.direct {
+            let (class, len) = (v & CLASS_MASK, v >> 24);
+            Ok(class | (len - 1) << DIRECT_CLASS_BITS)
+        } else {
+            self.table_id(v)
+        }
+    }
+
+    fn table_id<E>(&mut self, v: u32) -> Result<u32, BuildError<E>> {
+        let next = self.values.len() as u32;
+        let id = *self.ids.entry(v).or_insert(next);
+        if id == next {
+            if next > 0xff_ffff {
+                return Err(BuildError::TooLarge);
+            }
+            self.values.push(v);
+        }
+        Ok(id)
+    }
+
+    /// Opens the next block; its first entry is the run covering its first address.
+    fn open_block<E>(&mut self, first: u32) -> Result<(), BuildError<E>> {
+        let at = u32::try_from(self.entries.len()).map_err(|_| BuildError::TooLarge)?;
+        self.index.push(at);
+        let id = self.id(first)?;
+        self.entries.push(Self::entry(0, id));
+        Ok(())
+    }
+
+    /// A leaf of value `v` at `addr`, in address order after the previous one.
+    fn run<E>(&mut self, addr: u32, v: u32) -> Result<(), BuildError<E>> {
+        if self.cur == Some(v) {
+            return Ok(());
+        }
+        let block = (addr >> 16) as usize;
+        // Blocks before this one that have not started yet start inside the current run.
+        while self.index.len() < block {
+            let cur = self.cur.ok_or(BuildError::TooLarge)?;
+            self.open_block(cur)?;
+        }
+        if self.index.len() == block {
+            if addr & 0xffff == 0 {
+                self.open_block(v)?;
+            } else {
+                let cur = self.cur.ok_or(BuildError::TooLarge)?;
+                self.open_block(cur)?;
+                let id = self.id(v)?;
+                self.entries.push(Self::entry(addr as u16, id));
+            }
+        } else {
+            let id = self.id(v)?;
+            self.entries.push(Self::entry(addr as u16, id));
+        }
+        self.cur = Some(v);
+        Ok(())
+    }
+
+    fn finish<E>(mut self) -> Result<V4Table, BuildError<E>> {
+        let cur = self.cur.ok_or(BuildError::TooLarge)?;
+        while self.index.len() < BLOCKS {
+            self.open_block(cur)?;
+        }
+        let end = u32::try_from(self.entries.len()).map_err(|_| BuildError::TooLarge)?;
+        self.index.push(end);
+        let keys = self.entries.iter().step_by(GROUP).map(start_of).collect();
+        Ok(V4Table {
+            index: self.index.into_boxed_slice(),
+            entries: self.entries.into_boxed_slice(),
+            keys,
+            values: if self.direct {
+                Values::Direct
+            } else {
+                Values::Table(self.values.into_boxed_slice())
+            },
+        })
     }
 }
 

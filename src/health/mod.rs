@@ -395,7 +395,7 @@ fn remove_endpoint_labels(metrics: &Metrics, region: &str, endpoint: &str) {
     let _ = metrics
         .probe_duration
         .remove_label_values(&[region, endpoint]);
-    for result in ["success", "failure"] {
+    for result in ["success", "failure", "skipped"] {
         let _ = metrics
             .probes
             .remove_label_values(&[region, endpoint, result]);

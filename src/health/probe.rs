@@ -193,23 +193,67 @@ impl Prober {
     }
 
     /// Runs one probe under a hard deadline; `Err` carries the failure in words.
+    #[cfg(test)]
     pub(crate) async fn run(&self, timeout: Duration) -> Result<(), String> {
+        self.judge(timeout).await.map_err(|f| f.words)
+    }
+
+    /// Runs one probe under a hard deadline and says whose fault a failure is.
+    pub(crate) async fn judge(&self, timeout: Duration) -> Result<(), Failure> {
         match tokio::time::timeout(timeout, self.probe()).await {
             Ok(r) => r,
-            Err(_) => Err(format!("timed out after {}", duration_words(timeout))),
+            Err(_) => Err(Failure::backend(format!(
+                "timed out after {}",
+                duration_words(timeout)
+            ))),
         }
     }
 
-    async fn probe(&self) -> Result<(), String> {
+    async fn probe(&self) -> Result<(), Failure> {
         match self {
             Prober::Tcp(target) => tokio::net::TcpStream::connect(target)
                 .await
                 .map(drop)
-                .map_err(|e| io_words(&e)),
+                .map_err(|e| Failure::from_io(&e)),
             Prober::Http(h) => h.probe().await,
-            Prober::Broken(e) => Err(e.clone()),
+            Prober::Broken(e) => Err(Failure::backend(e.clone())),
         }
     }
+}
+
+/// A probe that did not pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Failure {
+    /// What happened, in words.
+    pub words: String,
+    /// The probe could not be made for a reason on this host (out of file descriptors,
+    /// of socket buffers, of memory): it says nothing about the backend, so it must not
+    /// count as a failure (a local fd shortage once marked every endpoint down).
+    pub local: bool,
+}
+
+impl Failure {
+    fn backend(words: String) -> Failure {
+        Failure {
+            words,
+            local: false,
+        }
+    }
+
+    fn from_io(e: &io::Error) -> Failure {
+        Failure {
+            words: io_words(e),
+            local: is_local(e),
+        }
+    }
+}
+
+/// Errors that come from this host running short of a resource, not from the backend.
+fn is_local(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
 }
 
 impl HttpProber {
@@ -276,14 +320,21 @@ impl HttpProber {
         })
     }
 
-    async fn probe(&self) -> Result<(), String> {
-        let mut resp = self
+    async fn probe(&self) -> Result<(), Failure> {
+        let resp = self
             .client
             .get(self.url.clone())
             .headers(self.headers.clone())
             .send()
             .await
-            .map_err(|e| error_words(&e))?;
+            .map_err(|e| Failure {
+                words: error_words(&e),
+                local: io_source(&e).is_some_and(is_local),
+            })?;
+        self.judge(resp).await.map_err(Failure::backend)
+    }
+
+    async fn judge(&self, mut resp: reqwest::Response) -> Result<(), String> {
         let status = resp.status().as_u16();
         let status_ok = if self.expect_status.is_empty() {
             (200..300).contains(&status)
@@ -371,6 +422,18 @@ fn error_words(e: &reqwest::Error) -> String {
         return e.to_string();
     }
     innermost.to_string()
+}
+
+/// The first I/O error in a reqwest error's source chain.
+fn io_source(e: &reqwest::Error) -> Option<&io::Error> {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(ioe) = err.downcast_ref::<io::Error>() {
+            return Some(ioe);
+        }
+        cur = err.source();
+    }
+    None
 }
 
 fn tls_words(e: &rustls::Error) -> String {

@@ -72,42 +72,65 @@ impl ProbeTask {
         let interval = self.check.interval.max(Duration::from_millis(1));
         let mut deadline = self.start + self.plan.first;
         let mut first = true;
+        let mut skipping = false;
         loop {
             tokio::time::sleep_until(deadline).await;
             if let Some(log) = self.shared.lateness.get() {
                 log.record(Instant::now().saturating_duration_since(deadline));
             }
             let began = Instant::now();
-            let result = prober.run(self.check.timeout).await;
+            let judged = prober.judge(self.check.timeout).await;
             let took = began.elapsed();
-            duration.observe(took.as_secs_f64());
-            if result.is_ok() { &success } else { &failure }.inc();
-
-            let flip = hysteresis.observe(result.is_ok());
-            let now = SystemTime::now();
-            {
-                let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-                last.result = Some(result.clone().err().unwrap_or_else(|| "ok".into()));
-                last.latency = Some(took);
-                last.at = Some(now);
-                last.consecutive = hysteresis.consecutive();
-                if flip.is_some() {
-                    last.since = Some(now);
-                }
-            }
-            if let Some(flip) = flip {
-                self.cell.set(flip.to);
-                up_gauge.set(i64::from(flip.to == Probed::Up));
-                self.shared.recompute_region(&self.region);
-                if !flip.is_initial() {
-                    if flip.to == Probed::Up {
-                        &to_up
-                    } else {
-                        &to_down
+            match judged {
+                Err(f) if f.local => {
+                    // Not the backend's doing (this host is out of fds or buffers):
+                    // neither success nor failure, so health does not flip. Counted,
+                    // and logged once per run of such probes.
+                    m.probes
+                        .with_label_values(&[labels[0], labels[1], "skipped"])
+                        .inc();
+                    if !skipping {
+                        warn!(
+                            region = %self.region, endpoint = %self.endpoint,
+                            check = %self.check.name, reason = %f.words,
+                            "probe skipped: local resource shortage, health unchanged"
+                        );
                     }
-                    .inc();
+                    skipping = true;
                 }
-                self.log(flip, &result, hysteresis.consecutive());
+                judged => {
+                    skipping = false;
+                    let result = judged.map_err(|f| f.words);
+                    duration.observe(took.as_secs_f64());
+                    if result.is_ok() { &success } else { &failure }.inc();
+
+                    let flip = hysteresis.observe(result.is_ok());
+                    let now = SystemTime::now();
+                    {
+                        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+                        last.result = Some(result.clone().err().unwrap_or_else(|| "ok".into()));
+                        last.latency = Some(took);
+                        last.at = Some(now);
+                        last.consecutive = hysteresis.consecutive();
+                        if flip.is_some() {
+                            last.since = Some(now);
+                        }
+                    }
+                    if let Some(flip) = flip {
+                        self.cell.set(flip.to);
+                        up_gauge.set(i64::from(flip.to == Probed::Up));
+                        self.shared.recompute_region(&self.region);
+                        if !flip.is_initial() {
+                            if flip.to == Probed::Up {
+                                &to_up
+                            } else {
+                                &to_down
+                            }
+                            .inc();
+                        }
+                        self.log(flip, &result, hysteresis.consecutive());
+                    }
+                }
             }
             self.first_round.take();
 

@@ -34,6 +34,7 @@ fn model(check: Check, regions: Vec<(&str, u32, Vec<Ep>)>) -> Model {
             tcp_max_connections: 16,
             udp_sockets: 1,
             answer_cache_bytes: 0,
+            reload_settle: Duration::from_millis(500),
         },
         zones: vec![],
         checks: vec![check],

@@ -300,6 +300,7 @@ impl World {
                     tcp_max_connections: 16,
                     udp_sockets: 1,
                     answer_cache_bytes: 0,
+                    reload_settle: Duration::from_millis(500),
                 },
                 zones: vec![],
                 checks: vec![],

@@ -347,3 +347,17 @@ pub async fn plain(
         .expect("response")
         .into_message()
 }
+
+impl Geode {
+    /// The exit status if the process has exited (crashed) already.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut()?.try_wait().ok().flatten()
+    }
+}
+
+impl Geode {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+}

@@ -1251,3 +1251,57 @@ async fn health_reload_probes_new_endpoints_before_handing_them_out() {
         status(&g).await
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Issue 15 (13): a failing TLS verification is one line per flip, not one per probe
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn health_tls_verification_failure_logs_once_not_per_probe() {
+    let backend = Backend::https("127.0.0.4", Mode::Healthy).await;
+    let probe = backend.addr;
+    let config = format!(
+        r#"{ZONE}
+[checks.verified]
+type = "https"
+host = "www.test"
+path = "/health"
+interval = "500ms"
+timeout = "400ms"
+
+[regions.vsec]
+endpoints = [{{ address = "192.0.2.60", check = "verified", probe = "{probe}" }}]
+
+[regions.far]
+endpoints = [{{ address = "{FAR}" }}]
+
+[services."verified.gslb.test."]
+regions = ["vsec", "far"]
+"#
+    );
+    let g = start(config).await;
+    let failures = |e: &Exposition| {
+        e.value(
+            "geode_health_probes_total",
+            &[
+                ("region", "vsec"),
+                ("endpoint", "192.0.2.60"),
+                ("result", "failure"),
+            ],
+        )
+    };
+    crate::assert_eventually!(
+        20,
+        failures(&scrape(&g).await) >= 6.0,
+        "six failed probes; log:\n{}",
+        g.logs()
+    );
+    let logs = g.logs();
+    let verifier = logs
+        .lines()
+        .filter(|l| l.contains("rustls_platform_verifier") || l.contains("failed to verify TLS"))
+        .count();
+    assert_eq!(verifier, 0, "the verifier's own ERROR lines:\n{logs}");
+    let about = logs.lines().filter(|l| l.contains("192.0.2.60")).count();
+    assert_eq!(about, 1, "one line for the endpoint going down:\n{logs}");
+}

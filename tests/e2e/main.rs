@@ -4,6 +4,8 @@
 mod config_check;
 mod differential;
 mod first_run;
+mod fuzz_corpus;
+mod hardening;
 mod harness;
 mod health;
 mod metrics;
