@@ -210,13 +210,13 @@ const COMPRESSION_CANDIDATE_LIMIT: usize = 64;
 const COMPRESSED_NAME_LIMIT: usize = 120;
 
 /// Compression candidates the fast path keeps: a response with more (a question name of
-/// a dozen labels or more) falls back to the ordinary path rather than stopping early,
-/// since hickory stops only at [`COMPRESSION_CANDIDATE_LIMIT`].
+/// 15 labels or more: each label suffix of it is one) falls back to the ordinary path
+/// rather than stopping early, since hickory stops only at [`COMPRESSION_CANDIDATE_LIMIT`].
 const FAST_CANDIDATES: usize = 16;
 
 /// A response writer whose name compression is hickory's: every label suffix of every
 /// name written is a candidate, matched byte for byte (case-sensitive), first match
-/// wins; the raw question is one candidate covering the whole question.
+/// wins. The question name is written this way too, so later owners point into it.
 ///
 /// A candidate's bytes are what was written before any compression, so they are
 /// borrowed from the names passed in (the query packet, the snapshot's zone names)
