@@ -199,6 +199,38 @@ mod tests {
     }
 
     #[test]
+    fn rfc7871_7_1_2_a_usable_subnet_locates_the_client_else_the_resolver() {
+        use crate::model::{ClientSource, client_address};
+        let resolver: IpAddr = "192.0.2.53".parse().unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            client_address(Some((ip("81.2.69.0"), 24)), resolver),
+            (ip("81.2.69.0"), ClientSource::Ecs { source_prefix: 24 })
+        );
+        // IPv4-mapped IPv6 is located as IPv4.
+        assert_eq!(
+            client_address(Some((ip("::ffff:81.2.69.0"), 120)), resolver),
+            (ip("81.2.69.0"), ClientSource::Ecs { source_prefix: 120 })
+        );
+        for unusable in [
+            ("0.0.0.0", 0),
+            ("81.2.69.0", 0),
+            ("127.0.0.0", 24),
+            ("fe80::", 64),
+        ] {
+            assert_eq!(
+                client_address(Some((ip(unusable.0), unusable.1)), resolver),
+                (resolver, ClientSource::Resolver),
+                "{unusable:?}"
+            );
+        }
+        assert_eq!(
+            client_address(None, resolver),
+            (resolver, ClientSource::Resolver)
+        );
+    }
+
+    #[test]
     fn rfc7871_7_1_2_source_prefix_zero_gets_scope_zero() {
         assert_eq!(reply_scope("0.0.0.0".parse().unwrap(), 0, 8), 0);
         assert_eq!(reply_scope("::".parse().unwrap(), 0, 16), 0);
