@@ -3,10 +3,14 @@
 //! ARCHITECTURE.md for the map of the code.
 //!
 //! ```text
-//!  UDP/TCP ─► dns (hickory-server handler) ─► Snapshot (one ArcSwap load)
-//!                 │                              ├─ model   (config, pure)
-//!                 │                              ├─ zones   (hickory records)
-//!                 │                              └─ geo     (mmdb reader)
+//!  UDP ─► dns::udp loops (recvmmsg) ─► answer cache ─► dns::fast ─► Handler::ordinary_udp
+//!  TCP ─► dns::tcp loop ──────────────────────────────────────────► Handler::ordinary
+//!         (hickory decodes and encodes records; its Server is not used)
+//!                 │  Snapshot (one ArcSwap load per batch or message)
+//!                 │     ├─ model   (config, pure)
+//!                 │     ├─ zones   (hickory records), fast (wire tables)
+//!                 │     └─ geo     (mmdb reader)
+//!                 ├─► model::client_address   usable ECS subnet > packet source
 //!                 ├─► geo::locate(client)  client_networks > GeoIP > unknown
 //!                 └─► route::route(model, client, health)   pure, no I/O
 //!  health tasks ─► HealthCell atomics (read lock-free by route)

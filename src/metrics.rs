@@ -35,6 +35,19 @@ pub const BUILD_INFO: &str = "geode_build_info";
 /// (README "Metrics"), so an operator can see what share of UDP answers came from the
 /// answer cache.
 pub const ANSWER_CACHE: &str = "geode_dns_answer_cache_total";
+/// `geode_dns_malformed_total{reason}`: geode's addition (README "Metrics"): datagrams and
+/// messages dropped or refused as malformed, by [`MALFORMED_REASONS`].
+pub const DNS_MALFORMED: &str = "geode_dns_malformed_total";
+
+/// The reason label values of [`DNS_MALFORMED`] (index = `crate::dns::malformed::Malformed`).
+pub const MALFORMED_REASONS: [&str; 6] = [
+    "short",
+    "response",
+    "undecodable",
+    "edns_option",
+    "ecs",
+    "question_count",
+];
 
 /// Transport a query came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +114,8 @@ pub struct Metrics {
     pub answer_cache_hit: IntCounter,
     /// UDP queries looked up in the answer cache and not found there.
     pub answer_cache_miss: IntCounter,
+    /// Malformed input by reason, indexed like [`MALFORMED_REASONS`].
+    pub malformed: [IntCounter; MALFORMED_REASONS.len()],
 }
 
 impl std::fmt::Debug for Metrics {
@@ -185,6 +200,14 @@ impl Metrics {
             &["result"],
         )?;
         reg(Box::new(cache.clone()))?;
+        let malformed = IntCounterVec::new(
+            Opts::new(
+                DNS_MALFORMED,
+                "DNS messages dropped or answered FORMERR as malformed, by reason.",
+            ),
+            &["reason"],
+        )?;
+        reg(Box::new(malformed.clone()))?;
         let build = IntGaugeVec::new(
             Opts::new(BUILD_INFO, "Build information; always 1."),
             &["version"],
@@ -211,6 +234,7 @@ impl Metrics {
             geoip_miss: geoip.with_label_values(&["miss"]),
             answer_cache_hit: cache.with_label_values(&["hit"]),
             answer_cache_miss: cache.with_label_values(&["miss"]),
+            malformed: MALFORMED_REASONS.map(|r| malformed.with_label_values(&[r])),
             registry,
         })
     }

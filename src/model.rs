@@ -588,6 +588,44 @@ pub enum ClientSource {
     Resolver,
 }
 
+/// True when an ECS address says nothing about where the client is (RFC 7871 7.1.2 and
+/// DESIGN.md): source prefix 0, or an unspecified, loopback, link-local, multicast or
+/// broadcast address (IPv4-mapped IPv6 judged as IPv4). Private and documentation ranges
+/// are used as given: operators map them with `client_networks`.
+pub fn ecs_unusable(addr: IpAddr, source_prefix: u8) -> bool {
+    if source_prefix == 0 {
+        return true;
+    }
+    match addr.to_canonical() {
+        IpAddr::V4(a) => {
+            a.is_unspecified()
+                || a.is_loopback()
+                || a.is_link_local()
+                || a.is_multicast()
+                || a.is_broadcast()
+        }
+        IpAddr::V6(a) => {
+            a.is_unspecified()
+                || a.is_loopback()
+                || a.is_multicast()
+                || (a.segments()[0] & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+/// Which address locates the client: the one rule the UDP fast path, the ordinary path
+/// and `explain` all call. `ecs` is the query's ECS (address, SOURCE PREFIX-LENGTH) when
+/// it has one, `resolver` the address the query came from. A usable ECS subnet wins;
+/// otherwise the resolver's own address stands for the client.
+pub fn client_address(ecs: Option<(IpAddr, u8)>, resolver: IpAddr) -> (IpAddr, ClientSource) {
+    match ecs {
+        Some((addr, source_prefix)) if !ecs_unusable(addr, source_prefix) => {
+            (addr.to_canonical(), ClientSource::Ecs { source_prefix })
+        }
+        _ => (resolver, ClientSource::Resolver),
+    }
+}
+
 /// A located client: input to [`crate::route::route`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ClientLocation {

@@ -124,7 +124,7 @@ impl Snapshot {
         client: ClientSpec,
         health: &impl crate::route::HealthView,
     ) -> Result<crate::route::Explanation, String> {
-        use crate::model::{ClientSource, Family};
+        use crate::model::Family;
         let fqdn = crate::config::normalize_name(name)?;
         let family = match qtype.to_ascii_uppercase().as_str() {
             "A" => Family::V4,
@@ -143,19 +143,21 @@ impl Snapshot {
                 names.join(", ")
             ));
         };
-        let (ip, source) = match client.prefix {
-            Some(p) if !crate::dns::ecs::unusable(client.addr, p) => {
+        // `IP/LEN` is an ECS subnet (its host bits cleared, as a query's must be); the
+        // rule that picks the address is the one the DNS paths call.
+        let (ecs, resolver) = match client.prefix {
+            Some(p) => {
                 let net = ipnet::IpNet::new(client.addr, p)
                     .map_err(|e| e.to_string())?
                     .trunc();
-                (net.addr(), ClientSource::Ecs { source_prefix: p })
+                (
+                    Some((net.addr(), p)),
+                    client.resolver.unwrap_or(client.addr),
+                )
             }
-            Some(_) => (
-                client.resolver.unwrap_or(client.addr),
-                ClientSource::Resolver,
-            ),
-            None => (client.addr, ClientSource::Resolver),
+            None => (None, client.addr),
         };
+        let (ip, source) = crate::model::client_address(ecs, resolver);
         let (loc, _) = crate::geo::locate(&self.model, self.geo.as_deref(), ip, source);
         Ok(crate::route::explain(
             &self.model,

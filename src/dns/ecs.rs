@@ -47,9 +47,22 @@ fn u16_at(msg: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*msg.get(at)?, *msg.get(at + 1)?]))
 }
 
-/// Checks every ECS option in a query. Messages that cannot be walked are left to the
-/// full decoder, which answers FORMERR on its own.
-pub fn check(msg: &[u8]) -> Result<(), EcsError> {
+/// What is wrong with a query's OPT record, found before hickory decodes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum OptError {
+    /// The options do not fill the OPT RDATA exactly (one claims more bytes than are
+    /// left, or a stray byte follows the last). hickory would drop them all and log a
+    /// WARN line per message: see `super::malformed`.
+    #[error("EDNS options do not fill the OPT RDATA")]
+    Options,
+    /// A malformed Client Subnet option.
+    #[error("client subnet: {0}")]
+    Ecs(#[from] EcsError),
+}
+
+/// Checks the OPT records of a query: options framing, then every ECS option. Messages
+/// that cannot be walked are left to the full decoder, which answers FORMERR on its own.
+pub fn check_opt(msg: &[u8]) -> Result<(), OptError> {
     let Some(counts) = (|| {
         Some([
             u16_at(msg, 4)?,
@@ -85,17 +98,25 @@ pub fn check(msg: &[u8]) -> Result<(), EcsError> {
         };
         let rdata = n + 10;
         let end = rdata + usize::from(rdlen);
+        if end > msg.len() {
+            return Ok(());
+        }
         if rtype == 41 {
             let mut o = rdata;
-            while o + 4 <= end {
+            while o < end {
+                if o + 4 > end {
+                    return Err(OptError::Options);
+                }
                 let (Some(code), Some(len)) = (u16_at(msg, o), u16_at(msg, o + 2)) else {
                     return Ok(());
                 };
                 let body = o + 4;
                 let body_end = body + usize::from(len);
+                if body_end > end {
+                    return Err(OptError::Options);
+                }
                 if code == 8 {
-                    let opt = msg.get(body..body_end).ok_or(EcsError::Truncated)?;
-                    check_option(opt)?;
+                    check_option(&msg[body..body_end])?;
                 }
                 o = body_end;
             }
@@ -103,6 +124,14 @@ pub fn check(msg: &[u8]) -> Result<(), EcsError> {
         at = end;
     }
     Ok(())
+}
+
+/// Checks every ECS option in a query (the ECS part of [`check_opt`]).
+pub fn check(msg: &[u8]) -> Result<(), EcsError> {
+    match check_opt(msg) {
+        Err(OptError::Ecs(e)) => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// Checks one ECS option body (FAMILY, SOURCE, SCOPE, ADDRESS).
@@ -137,34 +166,22 @@ pub fn check_option(opt: &[u8]) -> Result<(), EcsError> {
     Ok(())
 }
 
-/// True when an ECS address says nothing about where the client is (RFC 7871 section
-/// 7.1.2 and DESIGN.md): then the resolver's own address is used.
-pub fn unusable(addr: IpAddr, source_prefix: u8) -> bool {
-    if source_prefix == 0 {
-        return true;
-    }
-    match crate::geo::canonical_ip(addr) {
-        IpAddr::V4(a) => {
-            a.is_unspecified()
-                || a.is_loopback()
-                || a.is_link_local()
-                || a.is_multicast()
-                || a.is_broadcast()
-        }
-        IpAddr::V6(a) => {
-            a.is_unspecified()
-                || a.is_loopback()
-                || a.is_multicast()
-                || (a.segments()[0] & 0xffc0) == 0xfe80
-        }
-    }
-}
+/// True when an ECS address says nothing about where the client is; defined once, in
+/// the model, beside the rule that picks the client's address.
+pub use crate::model::ecs_unusable as unusable;
 
-/// The SCOPE PREFIX-LENGTH to echo for an option carrying `addr`. Routing works on the
-/// IPv4 form of an IPv4-mapped IPv6 address, so its scope is an IPv4 prefix; the option
-/// is IPv6, so the scope is moved into the mapped range (/27 -> /123).
-pub fn reply_scope(addr: IpAddr, scope: u8) -> u8 {
+/// The SCOPE PREFIX-LENGTH to echo for an option carrying `addr` with `source_prefix`,
+/// when the answer held for `scope` bits of the address that located the client.
+///
+/// - Source prefix 0: the client opted out, the answer cannot be about its subnet, so
+///   the scope is 0 (RFC 7871 7.1.2; gdnsd does the same), whatever the resolver's own
+///   address was located by.
+/// - Routing works on the IPv4 form of an IPv4-mapped IPv6 address, so its scope is an
+///   IPv4 prefix; the option is IPv6, so the scope is moved into the mapped range
+///   (/27 -> /123).
+pub fn reply_scope(addr: IpAddr, source_prefix: u8, scope: u8) -> u8 {
     match addr {
+        _ if source_prefix == 0 => 0,
         IpAddr::V6(v6) if scope > 0 && v6.to_ipv4_mapped().is_some() => (scope + 96).min(128),
         _ => scope,
     }
@@ -175,10 +192,76 @@ mod tests {
     #[test]
     fn rfc7871_7_2_1_mapped_scope_is_expressed_in_the_ipv6_option() {
         let mapped: IpAddr = "::ffff:81.2.69.160".parse().unwrap();
-        assert_eq!(reply_scope(mapped, 27), 123);
-        assert_eq!(reply_scope(mapped, 0), 0);
-        assert_eq!(reply_scope("81.2.69.160".parse().unwrap(), 27), 27);
-        assert_eq!(reply_scope("2001:db8::".parse().unwrap(), 32), 32);
+        assert_eq!(reply_scope(mapped, 120, 27), 123);
+        assert_eq!(reply_scope(mapped, 120, 0), 0);
+        assert_eq!(reply_scope("81.2.69.160".parse().unwrap(), 32, 27), 27);
+        assert_eq!(reply_scope("2001:db8::".parse().unwrap(), 48, 32), 32);
+    }
+
+    #[test]
+    fn rfc7871_7_1_2_a_usable_subnet_locates_the_client_else_the_resolver() {
+        use crate::model::{ClientSource, client_address};
+        let resolver: IpAddr = "192.0.2.53".parse().unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            client_address(Some((ip("81.2.69.0"), 24)), resolver),
+            (ip("81.2.69.0"), ClientSource::Ecs { source_prefix: 24 })
+        );
+        // IPv4-mapped IPv6 is located as IPv4.
+        assert_eq!(
+            client_address(Some((ip("::ffff:81.2.69.0"), 120)), resolver),
+            (ip("81.2.69.0"), ClientSource::Ecs { source_prefix: 120 })
+        );
+        for unusable in [
+            ("0.0.0.0", 0),
+            ("81.2.69.0", 0),
+            ("127.0.0.0", 24),
+            ("fe80::", 64),
+        ] {
+            assert_eq!(
+                client_address(Some((ip(unusable.0), unusable.1)), resolver),
+                (resolver, ClientSource::Resolver),
+                "{unusable:?}"
+            );
+        }
+        assert_eq!(
+            client_address(None, resolver),
+            (resolver, ClientSource::Resolver)
+        );
+    }
+
+    #[test]
+    fn rfc7871_7_1_2_source_prefix_zero_gets_scope_zero() {
+        assert_eq!(reply_scope("0.0.0.0".parse().unwrap(), 0, 8), 0);
+        assert_eq!(reply_scope("::".parse().unwrap(), 0, 16), 0);
+    }
+
+    #[test]
+    fn rfc6891_options_must_fill_the_opt_rdata() {
+        // Header (QD 1, AR 1), question "a." A IN, OPT with RDATA `opts`.
+        let msg = |opts: &[u8]| {
+            let mut m = vec![0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 1, b'a', 0, 0, 1, 0, 1];
+            m.extend([0, 0, 41, 4, 0xd0, 0, 0, 0, 0]);
+            m.extend((opts.len() as u16).to_be_bytes());
+            m.extend(opts);
+            m
+        };
+        assert_eq!(check_opt(&msg(&[])), Ok(()));
+        assert_eq!(check_opt(&msg(&[0, 10, 0, 2, 1, 2])), Ok(()));
+        assert_eq!(check_opt(&msg(&[0, 10, 0, 0])), Ok(()));
+        // Claims 7 bytes, 3 follow; a stray byte; half an option header.
+        assert_eq!(
+            check_opt(&msg(&[0, 10, 0, 7, 1, 2, 3])),
+            Err(OptError::Options)
+        );
+        assert_eq!(check_opt(&msg(&[0, 10, 0, 0, 9])), Err(OptError::Options));
+        assert_eq!(check_opt(&msg(&[0, 10])), Err(OptError::Options));
+        // ECS bodies are checked too.
+        assert_eq!(
+            check_opt(&msg(&[0, 8, 0, 5, 0, 3, 8, 0, 1])),
+            Err(OptError::Ecs(EcsError::Family(3)))
+        );
+        assert_eq!(check(&msg(&[0, 10, 0, 7, 1, 2, 3])), Ok(()));
     }
 
     use super::*;

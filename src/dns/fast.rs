@@ -4,19 +4,23 @@
 //! per-query task, channel hop or record allocations.
 //!
 //! Anything else (static names, other types, other options, EDNS version > 0, malformed
-//! input, answers that would need truncation) returns [`Fast::Fallback`] and takes the
-//! ordinary hickory path, which stays the reference: `tests` and the differential test
-//! check that both paths produce the same bytes apart from the ID. To make that
-//! possible the encoder here reproduces hickory-proto 0.26's name compression exactly
-//! (see `Writer::name`).
+//! input) returns [`Fast::Fallback`] and takes the ordinary path, which stays the
+//! reference: `tests` and the differential test check that both paths produce the same
+//! bytes. To make that possible the encoder here reproduces hickory-proto 0.26's name
+//! compression exactly (see `Writer::name`), and the rules both paths apply (header
+//! checks, qtype to family, payload, labels, the client's address) are the functions in
+//! `super::rules` and [`crate::model::client_address`], not copies of them.
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::geo::{GeoLookup, canonical_ip, locate};
-use crate::metrics::{Metrics, Proto, QTYPES, rcode_index};
-use crate::model::{ClientSource, Decision, Family, Fx, Model, Outcome, health_epoch};
+use hickory_server::proto::rr::{Name, RData};
+
+use super::rules;
+use crate::geo::{GeoLookup, locate};
+use crate::metrics::{Metrics, Proto};
+use crate::model::{ClientSource, Decision, Fx, Model, Outcome, client_address, health_epoch};
 use crate::route::{LiveHealth, RouteMemo};
 use crate::snapshot::Snapshot;
 
@@ -34,7 +38,7 @@ pub enum Fast {
 /// so that a reply served again counts exactly what answering afresh would.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tally {
-    /// Index in [`QTYPES`].
+    /// Index in [`crate::metrics::QTYPES`].
     qtype: u8,
     /// Index in `RCODES`.
     rcode: u8,
@@ -99,9 +103,13 @@ enum Kind {
     Other,
 }
 
+/// A zone's negative-answer SOA in wire form: the compiled zone's `negative_soa` record
+/// (its one definition), with names as written there (case kept) for the encoder and
+/// the origin lower-cased for matching query names.
 #[derive(Debug)]
 struct FastZone {
     origin: Vec<u8>,
+    owner: Vec<u8>,
     negative_ttl: u32,
     mname: Vec<u8>,
     rname: Vec<u8>,
@@ -117,6 +125,17 @@ struct FastZone {
 pub struct FastIndex {
     names: HashMap<Box<[u8]>, Kind, BuildHasherDefault<Fx>>,
     zones: Vec<FastZone>,
+}
+
+/// Uncompressed wire form of a name, case kept.
+fn name_wire(name: &Name) -> Vec<u8> {
+    let mut out = Vec::with_capacity(name.len() + 1);
+    for label in name.iter() {
+        out.push(label.len() as u8);
+        out.extend_from_slice(label);
+    }
+    out.push(0);
+    out
 }
 
 /// Lower-case wire form of a presentation name (`www.example.` -> `\x03www\x07example\x00`).
@@ -137,19 +156,24 @@ pub fn wire(name: &str) -> Vec<u8> {
 impl FastIndex {
     /// Builds the tables from the model and its compiled zones (every existing name,
     /// empty non-terminals included, so absence means NXDOMAIN).
-    pub fn build(model: &Model, zones: &super::zones::ZoneIndex) -> FastIndex {
+    pub fn build(_model: &Model, zones: &super::zones::ZoneIndex) -> FastIndex {
         let mut idx = FastIndex::default();
-        for (z, cz) in model.zones.iter().zip(&zones.zones) {
+        for cz in &zones.zones {
+            let soa = &cz.negative_soa;
+            let RData::SOA(data) = &soa.data else {
+                unreachable!("negative_soa is built as an SOA record")
+            };
             idx.zones.push(FastZone {
-                origin: wire(&z.origin),
-                negative_ttl: z.negative_ttl(),
-                mname: wire(&z.soa.mname),
-                rname: wire(&z.soa.rname),
-                serial: z.soa.serial,
-                refresh: z.soa.refresh,
-                retry: z.soa.retry,
-                expire: z.soa.expire,
-                minimum: z.soa.minimum,
+                origin: wire(&cz.origin.to_string()),
+                owner: name_wire(&soa.name),
+                negative_ttl: soa.ttl,
+                mname: name_wire(&data.mname),
+                rname: name_wire(&data.rname),
+                serial: data.serial,
+                refresh: data.refresh as u32,
+                retry: data.retry as u32,
+                expire: data.expire as u32,
+                minimum: data.minimum,
             });
             for (name, node) in &cz.nodes {
                 let kind = match node.service {
@@ -181,41 +205,18 @@ impl FastIndex {
     }
 }
 
-/// Index of a numeric qtype in [`QTYPES`].
-fn qtype_idx(t: u16) -> usize {
-    let name = match t {
-        1 => "A",
-        28 => "AAAA",
-        5 => "CNAME",
-        16 => "TXT",
-        15 => "MX",
-        33 => "SRV",
-        257 => "CAA",
-        2 => "NS",
-        6 => "SOA",
-        12 => "PTR",
-        255 => "ANY",
-        65 => "HTTPS",
-        _ => "other",
-    };
-    QTYPES
-        .iter()
-        .position(|q| *q == name)
-        .unwrap_or(QTYPES.len() - 1)
-}
-
 /// hickory-proto 0.26 limits, mirrored so compression decisions match.
 const COMPRESSION_CANDIDATE_LIMIT: usize = 64;
 const COMPRESSED_NAME_LIMIT: usize = 120;
 
 /// Compression candidates the fast path keeps: a response with more (a question name of
-/// a dozen labels or more) falls back to the ordinary path rather than stopping early,
-/// since hickory stops only at [`COMPRESSION_CANDIDATE_LIMIT`].
+/// 15 labels or more: each label suffix of it is one) falls back to the ordinary path
+/// rather than stopping early, since hickory stops only at [`COMPRESSION_CANDIDATE_LIMIT`].
 const FAST_CANDIDATES: usize = 16;
 
 /// A response writer whose name compression is hickory's: every label suffix of every
 /// name written is a candidate, matched byte for byte (case-sensitive), first match
-/// wins; the raw question is one candidate covering the whole question.
+/// wins. The question name is written this way too, so later owners point into it.
 ///
 /// A candidate's bytes are what was written before any compression, so they are
 /// borrowed from the names passed in (the query packet, the snapshot's zone names)
@@ -301,8 +302,6 @@ impl<'o, 'n> Writer<'o, 'n> {
 
 /// The parsed fast-path query.
 struct Query<'p> {
-    /// Question bytes as received (original case), name through class.
-    question: &'p [u8],
     /// Length of the lower-case wire name written to the caller's buffer.
     lname_len: usize,
     /// Original-case wire name.
@@ -325,8 +324,14 @@ fn parse<'p>(pkt: &'p [u8], cap: u16, lname: &mut [u8; 255]) -> Option<Query<'p>
         return None;
     }
     let flags = u16_at(pkt, 2)?;
-    // QR=0, OPCODE=0, TC=0; one question, no answer/authority, at most the OPT.
-    if flags & 0xFA00 != 0 || u16_at(pkt, 4)? != 1 || u16_at(pkt, 6)? != 0 || u16_at(pkt, 8)? != 0 {
+    let opcode = (flags >> 11) as u8 & 0x0F;
+    let qdcount = usize::from(u16_at(pkt, 4)?);
+    // QR=0, TC=0, no answer/authority, at most the OPT: the shape this path handles.
+    if flags & 0x8200 != 0 || u16_at(pkt, 6)? != 0 || u16_at(pkt, 8)? != 0 {
+        return None;
+    }
+    // NOTIMP, FORMERR (and BADVERS below) are the ordinary path's to answer.
+    if rules::header_rcode(opcode, None, qdcount).is_some() {
         return None;
     }
     let arcount = u16_at(pkt, 10)?;
@@ -356,7 +361,8 @@ fn parse<'p>(pkt: &'p [u8], cap: u16, lname: &mut [u8; 255]) -> Option<Query<'p>
     }
     let qname = &pkt[12..at];
     let qtype = u16_at(pkt, at)?;
-    if u16_at(pkt, at + 2)? != 1 {
+    // Other classes and zone transfers are REFUSED for every name: the ordinary path's.
+    if rules::question_rcode(u16_at(pkt, at + 2)?, qtype).is_some() {
         return None;
     }
     // Meta and transfer types (TKEY, TSIG, IXFR, AXFR, MAILB, MAILA) are the ordinary
@@ -367,7 +373,6 @@ fn parse<'p>(pkt: &'p [u8], cap: u16, lname: &mut [u8; 255]) -> Option<Query<'p>
     }
     let q_end = at + 4;
     let mut q = Query {
-        question: &pkt[12..q_end],
         lname_len: ln,
         qname,
         qtype,
@@ -382,7 +387,7 @@ fn parse<'p>(pkt: &'p [u8], cap: u16, lname: &mut [u8; 255]) -> Option<Query<'p>
         return None;
     }
     let payload = u16_at(pkt, q_end + 3)?;
-    if *pkt.get(q_end + 6)? != 0 {
+    if rules::header_rcode(opcode, Some(*pkt.get(q_end + 6)?), qdcount).is_some() {
         return None; // EDNS version > 0: BADVERS via the ordinary path.
     }
     let rdlen = usize::from(u16_at(pkt, q_end + 9)?);
@@ -401,7 +406,7 @@ fn parse<'p>(pkt: &'p [u8], cap: u16, lname: &mut [u8; 255]) -> Option<Query<'p>
         q.ecs = Some(body);
         o += 4 + len;
     }
-    q.opt_payload = Some(payload.max(512).min(cap));
+    q.opt_payload = Some(rules::response_payload(payload, cap));
     Some(q)
 }
 
@@ -441,23 +446,11 @@ pub fn answer(
     let mut decided = Decision::default();
     let (zone, decision) = match snap.fast.names.get(lname) {
         Some(Kind::Service(sid)) => {
-            let family = match q.qtype {
-                1 => Family::V4,
-                28 => Family::V6,
-                _ => return Fast::Fallback,
+            let Some(family) = rules::gslb_family(q.qtype) else {
+                return Fast::Fallback;
             };
-            let (ip, source) = match ecs {
-                Some((b, addr)) if !super::ecs::unusable(addr, b[2]) => (
-                    canonical_ip(addr),
-                    ClientSource::Ecs {
-                        source_prefix: b[2],
-                    },
-                ),
-                _ => {
-                    per_source = true;
-                    (src, ClientSource::Resolver)
-                }
-            };
+            let (ip, source) = client_address(ecs.map(|(b, addr)| (addr, b[2])), src);
+            per_source = source == ClientSource::Resolver;
             let (loc, how) = locate(&snap.model, snap.geo.as_deref(), ip, source);
             lookup = how;
             service = Some(*sid);
@@ -499,8 +492,13 @@ pub fn answer(
     w.u16(answers);
     w.u16(u16::from(negative));
     w.u16(u16::from(q.opt_payload.is_some()));
-    w.out.extend_from_slice(q.question);
-    w.store(12, q.question);
+    // The question name is written as any other name, so its suffixes are compression
+    // candidates and every answer owner becomes a pointer to it (hickory's `Query::emit`
+    // in `super::encode` does the same).
+    w.name(q.qname);
+    w.u16(q.qtype);
+    w.u16(rules::CLASS_IN);
+    let question_end = w.out.len();
 
     if let Some(d) = decision.as_ref().filter(|d| d.outcome == Outcome::Answer) {
         for a in d.addrs.as_slice() {
@@ -525,7 +523,7 @@ pub fn answer(
     }
     if negative {
         // RFC 2308 3: the zone's SOA in AUTHORITY, TTL = min(SOA TTL, MINIMUM).
-        w.name(&zone.origin);
+        w.name(&zone.owner);
         w.u16(6);
         w.u16(1);
         w.u32(zone.negative_ttl);
@@ -541,6 +539,7 @@ pub fn answer(
         let rdlen = (w.out.len() - len_at - 2) as u16;
         w.out[len_at..len_at + 2].copy_from_slice(&rdlen.to_be_bytes());
     }
+    let opt_at = w.out.len();
     if let Some(payload) = q.opt_payload {
         w.name(&[0]);
         w.u16(41);
@@ -552,17 +551,22 @@ pub fn answer(
                 w.u16(8);
                 w.u16(body.len() as u16);
                 w.out.extend_from_slice(&body[..3]);
-                w.out.push(super::ecs::reply_scope(addr, scope));
+                w.out.push(super::ecs::reply_scope(addr, body[2], scope));
                 w.out.extend_from_slice(&body[4..]);
             }
             None => w.u16(0),
         }
     }
-    let limit = usize::from(q.opt_payload.unwrap_or(512));
-    if w.overflow || out.len() > limit {
-        // Too many names to compress here, or needs truncation: the ordinary path does
-        // both exactly as hickory does.
+    if w.overflow {
+        // Too many names to compress here: the ordinary path does it as hickory does.
         return Fast::Fallback;
+    }
+    if out.len() > usize::from(rules::udp_limit(q.opt_payload)) {
+        // RFC 6891 7, as `super::encode` does: header, question, OPT, and TC.
+        out.copy_within(opt_at.., question_end);
+        out.truncate(out.len() - (opt_at - question_end));
+        out[2] |= 0x02;
+        out[6..10].fill(0);
     }
     let answer = match (service, &decision) {
         (
@@ -576,8 +580,8 @@ pub fn answer(
         _ => None,
     };
     let tally = Tally {
-        qtype: qtype_idx(q.qtype) as u8,
-        rcode: rcode_index(["NOERROR", "", "SERVFAIL", "NXDOMAIN"][usize::from(rcode)]) as u8,
+        qtype: rules::qtype_label(q.qtype) as u8,
+        rcode: rules::rcode_label(u16::from(rcode)) as u8,
         lookup,
         answer,
         per_source,

@@ -1,50 +1,69 @@
-//! The DNS front end: hickory-server decodes, this module answers.
+//! The DNS front end: our own receive loops, our answer code, hickory for decoding and
+//! for encoding records.
 //!
 //! ```text
-//!   UDP socket(s) ──► hickory Server ─┐           (drops < 12 bytes and QR=1,
-//!   TCP listener ──► tcp::serve ──────┤            FORMERR on undecodable input)
-//!                                     ▼
-//!                      Handler::answer (synchronous, no locks)
-//!     opcode != QUERY ─► NOTIMP            RFC 1035 4.1.1
-//!     EDNS version > 0 ─► BADVERS          RFC 6891 6.1.3
-//!     qdcount != 1, bad ECS ─► FORMERR     RFC 7871 6
+//!  UDP socket(s), one thread each: udp.rs (recvmmsg/sendmmsg batches, mmsg.rs)
+//!   │  rules::unanswerable: < 12 bytes or QR=1 ─► no reply (counted, malformed.rs)
+//!   ├─► cache.rs   AnswerCache: same bytes after the ID ─► stored reply, ID patched
+//!   ├─► fast.rs    fast::answer: one IN question for a GSLB name or a missing name,
+//!   │              optional OPT with at most ECS ─► parsed and written in place
+//!   └─► Handler::ordinary_udp (everything else) ─┐
+//!  TCP listener: tcp.rs (own accept loop, ───────┤
+//!   idle timeout, connection cap)                ▼
+//!                        Handler::ordinary: ecs::check_opt (bad options ─► FORMERR),
+//!                        hickory Request::from_bytes (undecodable ─► FORMERR),
+//!                        Handler::answer (synchronous, no locks):
+//!     opcode != QUERY ─► NOTIMP            RFC 1035 4.1.1      ┐ rules.rs: the same
+//!     EDNS version > 0 ─► BADVERS          RFC 6891 6.1.3      │ functions decide for
+//!     qdcount != 1, bad ECS ─► FORMERR     RFC 9619, 7871 6    │ the fast path
+//!     class != IN, AXFR/IXFR ─► REFUSED    RFC 6895 3.2        ┘
 //!     name outside our zones ─► REFUSED
 //!     zone lookup: CNAME chain (RFC 1034 4.3.2), GSLB route, NODATA / NXDOMAIN + SOA
-//!     (RFC 2308), ANY answered minimally (RFC 8482), glue for apex NS
-//!                                     ▼
-//!     MessageResponseBuilder: AA, OPT with payload and ECS scope, TC when a UDP
-//!     answer does not fit (RFC 6891 7, RFC 1035 4.2.1)
+//!     (RFC 2308), ANY answered minimally (RFC 8482) and at an alias with the CNAME
+//!     alone, glue for apex NS
+//!                                      ▼
+//!                        encode: AA, owners compressed to the question, OPT with
+//!                        payload and ECS scope; over UDP a reply that does not fit is
+//!                        header + question + OPT with TC (RFC 6891 7, RFC 1035 4.2.1)
 //! ```
+//!
+//! The client's address comes from [`crate::model::client_address`] on every path
+//! (explain too). hickory's `Server` and `RequestHandler` are not used: both transports
+//! call [`Handler::ordinary`] synchronously, and [`encode`] is the one place where the
+//! ordinary path's responses become bytes (the fast path writes its own, checked byte
+//! for byte against it by the differential test).
 
 pub mod cache;
 pub mod ecs;
 pub mod fast;
 pub mod listen;
+pub mod malformed;
 #[cfg(target_os = "linux")]
 mod mmsg;
+pub mod rules;
 pub mod tcp;
 pub mod udp;
 pub mod zones;
 
 use std::borrow::Cow;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
-use hickory_server::proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
+use hickory_server::proto::ProtoError;
+use hickory_server::proto::op::{Edns, Header, HeaderCounts, LowerQuery, Metadata, ResponseCode};
 use hickory_server::proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use hickory_server::proto::rr::rdata::{A, AAAA};
-use hickory_server::proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
+use hickory_server::proto::rr::{LowerName, Name, RData, Record, RecordType};
 use hickory_server::proto::serialize::binary::{BinEncodable, BinEncoder};
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponseBuilder;
+use hickory_server::server::Request;
 
 use crate::geo::locate;
-use crate::metrics::{Metrics, Proto, qtype_index, rcode_index};
-use crate::model::{ClientLocation, ClientSource, Family, Outcome};
+use crate::metrics::{Metrics, Proto};
+use crate::model::{ClientLocation, ClientSource, Outcome, client_address};
 use crate::route::{LiveHealth, route};
 use crate::snapshot::{Shared, Snapshot};
+use malformed::{Malformed, Reporter};
 
 /// Longest CNAME chain followed inside our zones.
 const MAX_CHAIN: usize = 8;
@@ -54,6 +73,7 @@ const MAX_CHAIN: usize = 8;
 pub struct Handler {
     shared: Shared,
     metrics: Arc<Metrics>,
+    malformed: Arc<Reporter>,
 }
 
 impl std::fmt::Debug for Handler {
@@ -74,6 +94,8 @@ pub struct Reply<'s> {
     pub additionals: Vec<Cow<'s, Record>>,
     /// ECS scope to return.
     pub scope: u8,
+    /// Why the query was answered FORMERR, for `geode_dns_malformed_total`.
+    pub malformed: Option<Malformed>,
 }
 
 /// The client as the query identifies it; located only when a GSLB name needs it.
@@ -83,23 +105,24 @@ struct Client {
     located: Option<ClientLocation>,
 }
 
-fn rcode_name(rc: ResponseCode) -> &'static str {
-    match rc {
-        ResponseCode::NoError => "NOERROR",
-        ResponseCode::NXDomain => "NXDOMAIN",
-        ResponseCode::Refused => "REFUSED",
-        ResponseCode::FormErr => "FORMERR",
-        ResponseCode::ServFail => "SERVFAIL",
-        ResponseCode::NotImp => "NOTIMP",
-        ResponseCode::BADVERS => "BADVERS",
-        _ => "other",
-    }
-}
-
 impl Handler {
     /// A handler over a shared snapshot.
     pub fn new(shared: Shared, metrics: Arc<Metrics>) -> Handler {
-        Handler { shared, metrics }
+        Handler {
+            shared,
+            metrics,
+            malformed: Arc::new(Reporter::default()),
+        }
+    }
+
+    /// The current snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.shared.load_full()
+    }
+
+    /// Counts (and, at a bounded rate, logs) one malformed message.
+    pub fn report(&self, why: Malformed) {
+        self.malformed.report(&self.metrics, why);
     }
 
     fn client(&self, request: &Request) -> (Client, Option<ClientSubnet>) {
@@ -110,19 +133,14 @@ impl Handler {
                 Some(EdnsOption::Subnet(cs)) => Some(*cs),
                 _ => None,
             });
-        let client = match ecs {
-            Some(cs) if !ecs::unusable(cs.addr(), cs.source_prefix()) => Client {
-                ip: crate::geo::canonical_ip(cs.addr()),
-                source: ClientSource::Ecs {
-                    source_prefix: cs.source_prefix(),
-                },
-                located: None,
-            },
-            _ => Client {
-                ip: request.src().ip(),
-                source: ClientSource::Resolver,
-                located: None,
-            },
+        let (ip, source) = client_address(
+            ecs.map(|cs| (cs.addr(), cs.source_prefix())),
+            request.src().ip(),
+        );
+        let client = Client {
+            ip,
+            source,
+            located: None,
         };
         (client, ecs)
     }
@@ -143,35 +161,33 @@ impl Handler {
             soa: None,
             additionals: Vec::new(),
             scope: 0,
+            malformed: None,
         };
-        let fail = |mut r: Reply<'s>, rc: ResponseCode| {
-            r.meta.response_code = rc;
+        let fail = |mut r: Reply<'s>, rc: u16| {
+            r.meta.response_code = <ResponseCode as From<u16>>::from(rc);
             r
         };
-        if request.metadata.op_code != OpCode::Query {
-            return fail(reply, ResponseCode::NotImp);
-        }
-        if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
-            return fail(reply, ResponseCode::BADVERS);
-        }
         let queries = request.queries.queries();
-        if queries.len() != 1 {
-            return fail(reply, ResponseCode::FormErr);
+        let version = request.edns.as_ref().map(|e| e.version());
+        if let Some(rc) =
+            rules::header_rcode(u8::from(request.metadata.op_code), version, queries.len())
+        {
+            if rc == rules::rcode::FORMERR {
+                reply.malformed = Some(Malformed::QuestionCount);
+            }
+            return fail(reply, rc);
         }
         if ecs::check(request.as_slice()).is_err() {
-            return fail(reply, ResponseCode::FormErr);
+            reply.malformed = Some(Malformed::Ecs);
+            return fail(reply, rules::rcode::FORMERR);
         }
         let query = &queries[0];
         let qtype = query.query_type();
-        if !matches!(query.query_class(), DNSClass::IN) {
-            return fail(reply, ResponseCode::Refused);
-        }
-        if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
-            // Zone transfer is not offered: every geode instance reads the same config.
-            return fail(reply, ResponseCode::Refused);
+        if let Some(rc) = rules::question_rcode(u16::from(query.query_class()), u16::from(qtype)) {
+            return fail(reply, rc);
         }
         if snap.zones.find(query.name()).is_none() {
-            return fail(reply, ResponseCode::Refused);
+            return fail(reply, rules::rcode::REFUSED);
         }
         reply.meta.authoritative = true;
 
@@ -184,43 +200,40 @@ impl Handler {
             };
             let Some(node) = zone.nodes.get(&name) else {
                 reply.soa = Some(&zone.negative_soa);
-                return fail(reply, ResponseCode::NXDomain);
+                return fail(reply, rules::rcode::NXDOMAIN);
             };
-            if let Some(sid) = node.service {
-                let family = match qtype {
-                    RecordType::A | RecordType::ANY => Some(Family::V4),
-                    RecordType::AAAA => Some(Family::V6),
-                    _ => None,
-                };
-                if let Some(family) = family {
-                    let loc = client.locate(snap);
-                    let d = route(&snap.model, sid, family, &loc, &LiveHealth);
-                    reply.scope = d.scope;
-                    match d.outcome {
-                        Outcome::Answer => {
-                            for a in d.addrs.as_slice() {
-                                let data = match a {
-                                    IpAddr::V4(v4) => RData::A(A(*v4)),
-                                    IpAddr::V6(v6) => RData::AAAA(AAAA(*v6)),
-                                };
-                                reply.answers.push(Cow::Owned(Record::from_rdata(
-                                    owner.clone(),
-                                    d.ttl,
-                                    data,
-                                )));
-                            }
-                            if let Some(r) = d.region {
-                                snap.answer_counters[usize::from(sid)][usize::from(r)].inc();
-                            }
+            if let Some(sid) = node.service
+                && let Some(family) = rules::gslb_family(u16::from(qtype))
+            {
+                let loc = client.locate(snap);
+                let d = route(&snap.model, sid, family, &loc, &LiveHealth);
+                reply.scope = d.scope;
+                match d.outcome {
+                    Outcome::Answer => {
+                        for a in d.addrs.as_slice() {
+                            let data = match a {
+                                IpAddr::V4(v4) => RData::A(A(*v4)),
+                                IpAddr::V6(v6) => RData::AAAA(AAAA(*v6)),
+                            };
+                            reply.answers.push(Cow::Owned(Record::from_rdata(
+                                owner.clone(),
+                                d.ttl,
+                                data,
+                            )));
                         }
-                        Outcome::NoData => reply.soa = Some(&zone.negative_soa),
-                        Outcome::ServFail => return fail(reply, ResponseCode::ServFail),
+                        if let Some(r) = d.region {
+                            snap.answer_counters[usize::from(sid)][usize::from(r)].inc();
+                        }
                     }
-                    return reply;
+                    Outcome::NoData => reply.soa = Some(&zone.negative_soa),
+                    Outcome::ServFail => return fail(reply, rules::rcode::SERVFAIL),
                 }
+                return reply;
             }
+            // RFC 1034 4.3.2: the chain is followed for every type but CNAME itself and
+            // ANY, which the CNAME record alone answers (as Knot and NSD do).
             if let Some(cname) = node.cname()
-                && qtype != RecordType::CNAME
+                && !matches!(qtype, RecordType::CNAME | RecordType::ANY)
             {
                 reply.answers.push(Cow::Borrowed(cname));
                 if let RData::CNAME(target) = &cname.data {
@@ -249,7 +262,7 @@ impl Handler {
             return reply;
         }
         // A CNAME loop or an over-long chain inside our own zones.
-        fail(reply, ResponseCode::ServFail)
+        fail(reply, rules::rcode::SERVFAIL)
     }
 }
 
@@ -283,6 +296,8 @@ impl ClientLocator for CountingLocator<'_> {
 
 impl Handler {
     /// Answers a decoded request: the reply and the response OPT (when the query had one).
+    /// Counts the query in `geode_dns_queries_total` (and a FORMERR for malformed input
+    /// in `geode_dns_malformed_total`).
     pub fn prepare<'s>(&self, snap: &'s Snapshot, request: &Request) -> (Reply<'s>, Option<Edns>) {
         let (client, ecs) = self.client(request);
         let mut locator = CountingLocator {
@@ -296,23 +311,20 @@ impl Handler {
         let resp_edns = request.edns.as_ref().map(|req| {
             let mut e = Edns::new();
             let cap = snap.model.server.max_udp_payload;
-            e.set_max_payload(req.max_payload().max(512).min(cap))
+            e.set_max_payload(rules::response_payload(req.max_payload(), cap))
                 .set_version(0);
             if let (Some(mut cs), false) = (ecs, reply.meta.response_code == ResponseCode::FormErr)
             {
-                cs.set_scope_prefix(ecs::reply_scope(cs.addr(), reply.scope));
+                cs.set_scope_prefix(ecs::reply_scope(cs.addr(), cs.source_prefix(), reply.scope));
                 e.options_mut().insert(EdnsOption::Subnet(cs));
             }
             e
         });
-        let qtype = request.queries.queries().first().map_or("other", |q| {
-            let t = q.query_type();
-            if t == RecordType::ANY {
-                "ANY"
-            } else {
-                t.into()
-            }
-        });
+        let qtype = request
+            .queries
+            .queries()
+            .first()
+            .map_or(u16::MAX, |q| u16::from(q.query_type()));
         let proto = if request.protocol() == Protocol::Udp {
             Proto::Udp
         } else {
@@ -320,50 +332,66 @@ impl Handler {
         };
         self.metrics.query(
             proto,
-            qtype_index(qtype),
-            rcode_index(rcode_name(reply.meta.response_code)),
+            rules::qtype_label(qtype),
+            rules::rcode_label(u16::from(reply.meta.response_code)),
         );
+        if let Some(why) = reply.malformed {
+            self.report(why);
+        }
         (reply, resp_edns)
     }
 
-    /// The ordinary UDP path, synchronously: decode with hickory, answer, encode with
-    /// hickory's size limit (TC when it does not fit). `None` means no reply at all.
-    pub fn ordinary_udp(
+    /// The ordinary path, synchronously, for UDP and TCP alike: checks the OPT record,
+    /// decodes with hickory, answers, and [`encode`]s within the transport's size (512 or
+    /// the response OPT's payload over UDP, 65535 over TCP). False means no reply at all.
+    pub fn ordinary(
         &self,
         snap: &Snapshot,
         packet: &[u8],
-        src: std::net::SocketAddr,
+        src: SocketAddr,
+        proto: Proto,
         out: &mut Vec<u8>,
     ) -> bool {
         out.clear();
-        if packet.len() < 12 || packet[2] & 0x80 != 0 {
+        if let Some(why) = rules::unanswerable(packet) {
+            self.report(why);
             return false;
         }
-        let request = match Request::from_bytes(packet.to_vec(), src, Protocol::Udp) {
-            Ok(r) => r,
-            Err(_) => {
-                out.extend_from_slice(&tcp::formerr(packet));
-                self.metrics
-                    .query(Proto::Udp, qtype_index("other"), rcode_index("FORMERR"));
-                return true;
-            }
+        let formerr = |why: Malformed, out: &mut Vec<u8>| {
+            out.extend_from_slice(&formerr(packet));
+            self.report(why);
+            self.metrics.query(
+                proto,
+                rules::qtype_label(u16::MAX),
+                rules::rcode_label(rules::rcode::FORMERR),
+            );
+            true
         };
-        if request.metadata.message_type == hickory_server::proto::op::MessageType::Response {
-            return false;
+        // Before hickory sees the options: it would log a WARN line per message.
+        if ecs::check_opt(packet) == Err(ecs::OptError::Options) {
+            return formerr(Malformed::EdnsOption, out);
         }
+        let protocol = match proto {
+            Proto::Udp => Protocol::Udp,
+            Proto::Tcp => Protocol::Tcp,
+        };
+        let Ok(request) = Request::from_bytes(packet.to_vec(), src, protocol) else {
+            return formerr(Malformed::Undecodable, out);
+        };
         let (reply, resp_edns) = self.prepare(snap, &request);
-        let builder = MessageResponseBuilder::new(&request.queries, resp_edns.as_ref());
-        let response = builder.build(
-            reply.meta,
-            reply.answers.iter().map(|c| c.as_ref()),
-            std::iter::empty(),
-            reply.soa,
-            reply.additionals.iter().map(|c| c.as_ref()),
-        );
-        let mut enc = BinEncoder::new(out);
-        // RFC 1035 4.2.1: 512 without EDNS; else what the response OPT advertises.
-        enc.set_max_size(resp_edns.as_ref().map_or(512, |e| e.max_payload()));
-        if response.destructive_emit(&mut enc).is_err() {
+        let limit = match proto {
+            Proto::Udp => rules::udp_limit(resp_edns.as_ref().map(|e| e.max_payload())),
+            Proto::Tcp => u16::MAX,
+        };
+        if encode(
+            &reply,
+            request.queries.queries(),
+            resp_edns.as_ref(),
+            limit,
+            out,
+        )
+        .is_err()
+        {
             out.clear();
             let mut m = Metadata::response_from_request(&request.metadata);
             m.response_code = ResponseCode::ServFail;
@@ -376,35 +404,132 @@ impl Handler {
         }
         true
     }
+
+    /// [`Handler::ordinary`] for a UDP datagram.
+    pub fn ordinary_udp(
+        &self,
+        snap: &Snapshot,
+        packet: &[u8],
+        src: SocketAddr,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        self.ordinary(snap, packet, src, Proto::Udp, out)
+    }
 }
 
-#[async_trait::async_trait]
-impl RequestHandler for Handler {
-    async fn handle_request<R: ResponseHandler, T: Time>(
-        &self,
-        request: &Request,
-        mut response_handle: R,
-    ) -> ResponseInfo {
-        let snap = self.shared.load();
-        let (reply, resp_edns) = self.prepare(&snap, request);
-        let builder = MessageResponseBuilder::new(&request.queries, resp_edns.as_ref());
-        let response = builder.build(
-            reply.meta,
-            reply.answers.iter().map(|c| c.as_ref()),
-            std::iter::empty(),
-            reply.soa,
-            reply.additionals.iter().map(|c| c.as_ref()),
-        );
-        match response_handle.send_response(response).await {
-            Ok(info) => info,
-            Err(_) => {
-                let mut m = Metadata::response_from_request(&request.metadata);
-                m.response_code = ResponseCode::ServFail;
-                ResponseInfo::from(Header {
-                    metadata: m,
-                    counts: HeaderCounts::default(),
-                })
+/// A bare FORMERR for a message whose header decoded but whose body did not: ID and
+/// opcode copied, QR set, no sections (RFC 1035 4.1.1).
+pub fn formerr(query: &[u8]) -> Vec<u8> {
+    let mut h = vec![0u8; 12];
+    h[0] = query[0];
+    h[1] = query[1];
+    h[2] = 0x80 | (query[2] & 0x78) | (query[2] & 0x01);
+    h[3] = 0x01;
+    h
+}
+
+/// Encodes a reply to `queries`: the one place where the ordinary path (UDP and TCP)
+/// turns an answer into bytes, so anything added to every response (signatures, say)
+/// goes here.
+///
+/// - The question is written with hickory's name compression, so every later owner
+///   equal to the question name (or a suffix of it) is a 2-byte pointer (RFC 1035 4.1.4).
+/// - The OPT record always fits (RFC 6891 7): its bytes are reserved before the records.
+/// - ANSWER or AUTHORITY records that do not fit in `limit`: the reply is the header,
+///   the question and the OPT record, with TC set, nothing of the records (as Knot
+///   does); clients retry over TCP. ADDITIONAL records that do not fit are left out
+///   without TC (RFC 2181 9).
+pub fn encode(
+    reply: &Reply<'_>,
+    queries: &[LowerQuery],
+    edns: Option<&Edns>,
+    limit: u16,
+    out: &mut Vec<u8>,
+) -> Result<(), ProtoError> {
+    out.clear();
+    let mut opt = Vec::new();
+    if let Some(e) = edns {
+        let mut e = e.clone();
+        e.set_rcode_high(reply.meta.response_code.high());
+        e.emit(&mut BinEncoder::new(&mut opt))?;
+    }
+    let mut counts = HeaderCounts {
+        queries: queries.len() as u16,
+        ..HeaderCounts::default()
+    };
+    let mut truncated = false;
+    {
+        let mut enc = BinEncoder::new(out);
+        Header {
+            metadata: reply.meta,
+            counts,
+        }
+        .emit(&mut enc)?;
+        for q in queries {
+            q.original().emit(&mut enc)?;
+        }
+        let question_end = enc.offset();
+        enc.set_max_size(limit.saturating_sub(opt.len() as u16));
+        for r in &reply.answers {
+            if !fits(&mut enc, r)? {
+                truncated = true;
+                break;
+            }
+            counts.answers += 1;
+        }
+        if let (Some(soa), false) = (reply.soa, truncated) {
+            if fits(&mut enc, soa)? {
+                counts.authorities = 1;
+            } else {
+                truncated = true;
             }
         }
+        if truncated {
+            enc.set_offset(question_end);
+            enc.trim();
+            counts.answers = 0;
+            counts.authorities = 0;
+        } else {
+            for r in &reply.additionals {
+                if !fits(&mut enc, r)? {
+                    break;
+                }
+                counts.additionals += 1;
+            }
+        }
+        enc.set_max_size(limit);
+        if !opt.is_empty() {
+            enc.emit_vec(&opt)?;
+            counts.additionals += 1;
+        }
+    }
+    if truncated {
+        out[2] |= 0x02;
+    }
+    for (i, c) in [
+        counts.queries,
+        counts.answers,
+        counts.authorities,
+        counts.additionals,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        out[4 + 2 * i..6 + 2 * i].copy_from_slice(&c.to_be_bytes());
+    }
+    Ok(())
+}
+
+/// Writes one record if it fits; if not, leaves the message as it was before it.
+fn fits(enc: &mut BinEncoder<'_>, record: &Record) -> Result<bool, ProtoError> {
+    let at = enc.offset();
+    match record.emit(enc) {
+        Ok(()) => Ok(true),
+        Err(ProtoError::MaxBufferSizeExceeded(_)) => {
+            enc.set_offset(at);
+            enc.trim();
+            Ok(false)
+        }
+        Err(e) => Err(e),
     }
 }

@@ -1,5 +1,6 @@
 //! DNS over TCP (RFC 7766) with our own accept loop, because hickory-server's TCP
-//! listener has no connection cap.
+//! listener has no connection cap. Each message is answered synchronously by
+//! [`Handler::ordinary`], the same code as the UDP ordinary path, without a size limit.
 //!
 //! - Pipelined queries on one connection are read and answered in order (RFC 7766 6.2.1).
 //! - A connection idle longer than the idle timeout is closed (RFC 7766 6.2.3).
@@ -12,47 +13,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hickory_server::net::NetError;
-use hickory_server::net::runtime::TokioTime;
-use hickory_server::net::xfer::Protocol;
-use hickory_server::proto::rr::Record;
-use hickory_server::proto::serialize::binary::BinEncoder;
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponse;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, mpsc, watch};
 use tracing::debug;
 
 use super::Handler;
+use super::malformed::Malformed;
+use super::rules;
+use crate::metrics::Proto;
 
-/// Sends encoded responses to the connection's writer task.
-#[derive(Clone)]
-struct TcpResponder {
-    tx: mpsc::Sender<Vec<u8>>,
-}
-
-#[async_trait::async_trait]
-impl ResponseHandler for TcpResponder {
-    async fn send_response<'a>(
-        &mut self,
-        response: MessageResponse<
-            '_,
-            'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-        >,
-    ) -> Result<ResponseInfo, NetError> {
-        let mut buf = Vec::with_capacity(512);
-        let mut enc = BinEncoder::new(&mut buf);
-        enc.set_max_size(u16::MAX);
-        let info = response.destructive_emit(&mut enc)?;
-        let _ = self.tx.send(buf).await;
-        Ok(info)
-    }
-}
+/// The bare FORMERR, kept under its old path.
+pub use super::formerr;
 
 struct Conn {
     last_active: Arc<AtomicU64>,
@@ -156,7 +128,6 @@ async fn connection(
         }
         let _ = tokio::time::timeout(idle, wr.shutdown()).await;
     });
-    let responder = TcpResponder { tx: tx.clone() };
     loop {
         let mut len = [0u8; 2];
         let read = async {
@@ -176,46 +147,33 @@ async fn connection(
             },
         };
         last_active.store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
-        if buf.len() < 12 {
+        match rules::unanswerable(&buf) {
             // Shorter than a header: nothing to answer, and the stream is not DNS.
-            break;
-        }
-        if buf[2] & 0x80 != 0 {
+            Some(why @ Malformed::Short) => {
+                handler.report(why);
+                break;
+            }
             // A response sent to us: never answer (reflection).
+            Some(why) => {
+                handler.report(why);
+                continue;
+            }
+            None => {}
+        }
+        let mut out = Vec::with_capacity(512);
+        let snap = handler.snapshot();
+        if !handler.ordinary(&snap, &buf, peer, Proto::Tcp, &mut out) {
             continue;
         }
+        drop(snap);
         // Waiting for room in the writer's queue is bounded too: eviction, shutdown and
         // a writer that gave up all end the connection here.
-        let handle = async {
-            match Request::from_bytes(buf.clone(), peer, Protocol::Tcp) {
-                Ok(req) => {
-                    handler
-                        .handle_request::<_, TokioTime>(&req, responder.clone())
-                        .await;
-                }
-                Err(_) => {
-                    let _ = tx.send(formerr(&buf)).await;
-                }
-            }
-        };
         tokio::select! {
             _ = kill.notified() => break,
             _ = stop.changed() => break,
-            _ = handle => {}
+            r = tx.send(out) => if r.is_err() { break },
         }
     }
-    drop(responder);
     drop(tx);
     let _ = writer.await;
-}
-
-/// A bare FORMERR for a message whose header decoded but whose body did not: ID and
-/// opcode copied, QR set, no sections (RFC 1035 4.1.1).
-pub fn formerr(query: &[u8]) -> Vec<u8> {
-    let mut h = vec![0u8; 12];
-    h[0] = query[0];
-    h[1] = query[1];
-    h[2] = 0x80 | (query[2] & 0x78) | (query[2] & 0x01);
-    h[3] = 0x01;
-    h
 }

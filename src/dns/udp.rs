@@ -1,6 +1,6 @@
 //! The UDP server: one OS thread per SO_REUSEPORT socket, blocking receive, reused
 //! buffers. Each packet tries the answer cache, the fast path (with its route memo), then
-//! the ordinary hickory path.
+//! the ordinary path (`Handler::ordinary_udp`: hickory decoding, our answer and encoder).
 //!
 //! Threads instead of tokio tasks: measured 1.6-1.8x the queries per core of
 //! hickory-server's UDP loop on this workload (no task spawn, no channel hop per query;
@@ -82,8 +82,13 @@ impl Responder {
         src: SocketAddr,
         out: &mut Vec<u8>,
     ) -> bool {
-        // Port 0 cannot be answered; a response-to-a-response invites reflection.
-        if src.port() == 0 || packet.len() < 12 || packet[2] & 0x80 != 0 {
+        // Port 0 cannot be answered; nor can what `rules::unanswerable` names.
+        if src.port() == 0 {
+            out.clear();
+            return false;
+        }
+        if let Some(why) = super::rules::unanswerable(packet) {
+            handler.report(why);
             out.clear();
             return false;
         }

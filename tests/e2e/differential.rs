@@ -579,3 +579,98 @@ fn replies_from_the_cache_are_counted_as_if_answered_afresh() {
     );
     assert_eq!(cached, uncached);
 }
+
+/// Shapes the corpus rarely or never makes: replies too long for the datagram (the fast
+/// path truncates them itself now), zone transfers, ANY, CNAME, opted-out ECS. Wherever
+/// the fast path answers, its bytes are the ordinary path's.
+#[test]
+fn fast_path_truncates_refuses_and_answers_any_like_the_ordinary_path() {
+    let _serial = serial();
+    let many: String = (1..=16)
+        .map(|i| format!("{{ address = \"2001:db8::1:{i:x}\" }}, "))
+        .collect();
+    let text = format!(
+        "{}\n[regions.many]\nlocation = {{ lat = 51.5, lon = -0.1 }}\nendpoints = [{many}]\n\
+         [services.\"many.gslb.example.\"]\nregions = [\"many\", \"us\"]\nmax_answers = 16\n",
+        config()
+    );
+    let (shared, metrics) = snapshot_of(&text);
+    let handler = Handler::new(shared.clone(), metrics.clone());
+    let snap = shared.load();
+    let mut memo = RouteMemo::default();
+    let (mut fast_out, mut slow_out) = (Vec::new(), Vec::new());
+    let mut queries = Vec::new();
+    for name in ["many.gslb.example.", "MANY.gslb.example."] {
+        for payload in [None, Some(512u16), Some(560), Some(1232)] {
+            for ecs in [
+                None,
+                Some("2001:db8::77/128"),
+                Some("2001:db8::/48"),
+                Some("81.2.69.160/32"),
+                Some("::ffff:81.2.69.160/128"),
+                Some("::/0"),
+            ] {
+                queries.push((name, RecordType::AAAA, payload, ecs));
+            }
+        }
+    }
+    for name in [
+        "www.gslb.example.",
+        "many.gslb.example.",
+        "nope.gslb.example.",
+        "alias.gslb.example.",
+        "gslb.example.",
+        "outside.example.",
+    ] {
+        for t in [
+            RecordType::AXFR,
+            RecordType::IXFR,
+            RecordType::ANY,
+            RecordType::CNAME,
+            RecordType::A,
+        ] {
+            for payload in [None, Some(1232)] {
+                for ecs in [None, Some("0.0.0.0/0"), Some("81.2.69.0/24")] {
+                    queries.push((name, t, payload, ecs));
+                }
+            }
+        }
+    }
+    let (mut fast, mut truncated, mut any) = (0, 0, 0);
+    for (i, (name, t, payload, ecs)) in queries.iter().enumerate() {
+        let mut msg = Message::query();
+        msg.metadata.id = i as u16;
+        msg.metadata.recursion_desired = i % 2 == 0;
+        msg.add_query(Query::query(Name::from_str(name).unwrap(), *t));
+        if let Some(p) = payload {
+            let mut e = Edns::new();
+            e.set_max_payload(*p);
+            if let Some(s) = ecs {
+                e.options_mut()
+                    .insert(EdnsOption::Subnet(ClientSubnet::from_str(s).unwrap()));
+            }
+            msg.set_edns(e);
+        }
+        let pkt = msg.to_vec().unwrap();
+        let src: SocketAddr = SOURCES[i % SOURCES.len()].parse().unwrap();
+        let said = fast::answer(&snap, &metrics, &mut memo, &pkt, src.ip(), &mut fast_out);
+        assert!(
+            handler.ordinary_udp(&snap, &pkt, src, &mut slow_out),
+            "query {i}"
+        );
+        if matches!(said, Fast::Reply(_)) {
+            fast += 1;
+            truncated += usize::from(fast_out[2] & 0x02 != 0);
+            any += usize::from(*t == RecordType::ANY);
+            assert_eq!(
+                fast_out, slow_out,
+                "query {i}: {name} {t} {payload:?} {ecs:?} differs"
+            );
+        }
+    }
+    // 16 AAAA (483 bytes) plus an OPT with a 16-byte ECS address is 518 > 512: the two
+    // /128 options at payload 512, for each spelling of the name.
+    assert_eq!(truncated, 4, "fast-path truncations");
+    assert!(any >= 5, "the fast path answered only {any} ANY queries");
+    assert!(fast >= queries.len() / 3, "{fast} of {}", queries.len());
+}

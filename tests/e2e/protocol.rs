@@ -114,8 +114,27 @@ endpoints = [ {{ address = "192.0.2.10" }}, {{ address = "2001:db8::10" }} ]
 [services."www.gslb.example."]
 regions = ["one"]
 ttl = 30
+
+[regions.many]
+location = {{ lat = 50.0, lon = 8.0 }}
+endpoints = [
+{many}]
+
+[services."many.gslb.example."]
+regions = ["many"]
+max_answers = 16
+
+[regions.far]
+location = {{ lat = -33.9, lon = 151.2 }}
+endpoints = [ {{ address = "198.51.100.77" }}, {{ address = "2001:db8::77" }} ]
+
+[services."geo.gslb.example."]
+regions = ["one", "far"]
 "#,
         long = txt300(),
+        many = (1..=16)
+            .map(|i| format!("  {{ address = \"2001:db8::1:{i:x}\" }},\n"))
+            .collect::<String>(),
     )
 }
 
@@ -1754,4 +1773,314 @@ fn udp_interleaved_bursts_from_several_clients_each_get_their_own_replies() {
         let got = reader.join().unwrap();
         check_burst(who, &got, *server, expect);
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Wire details: malformed EDNS, truncation, zone transfers, ANY at an alias, ECS source 0,
+// name compression (each of these was once wrong; every case runs through the real binary).
+
+/// Appends an option to the OPT record that ends `packet` (built with `Packet::edns`).
+fn with_option(mut packet: Vec<u8>, code: u16, body: &[u8]) -> Vec<u8> {
+    let n = packet.len();
+    let rdlen = u16::from_be_bytes([packet[n - 2], packet[n - 1]]) + 4 + body.len() as u16;
+    packet[n - 2..].copy_from_slice(&rdlen.to_be_bytes());
+    packet.extend(code.to_be_bytes());
+    packet.extend((body.len() as u16).to_be_bytes());
+    packet.extend(body);
+    packet
+}
+
+/// A query whose OPT carries one option claiming 7 bytes where only 3 follow: the option
+/// runs past the OPT RDATA.
+fn bad_option_query(id: u16) -> Vec<u8> {
+    let mut p = Packet::query(id, "static.gslb.example.", T_A)
+        .edns(1232, 0)
+        .bytes();
+    let n = p.len();
+    p[n - 2..].copy_from_slice(&7u16.to_be_bytes());
+    p.extend([0, 10, 0, 7, b'a', b'b', b'c']);
+    p
+}
+
+/// Length of the question section of a query with one question.
+fn question_len(query: &[u8]) -> usize {
+    let mut at = 12;
+    while query[at] != 0 {
+        at += 1 + usize::from(query[at]);
+    }
+    at + 1 + 4 - 12
+}
+
+fn counts(raw: &[u8]) -> [u16; 4] {
+    [4, 6, 8, 10].map(|i| u16::from_be_bytes([raw[i], raw[i + 1]]))
+}
+
+#[tokio::test]
+async fn malformed_edns_options_are_counted_and_logged_at_a_bounded_rate() {
+    let g = start();
+    let logged_before = g.logs().lines().count();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(REPLY)).unwrap();
+    // One at a time, each reply awaited: the kernel drops nothing, so every packet must
+    // be counted exactly once.
+    const N: usize = 2000;
+    let mut rcodes = Vec::with_capacity(N);
+    let mut buf = [0u8; 4096];
+    for i in 0..N {
+        let q = bad_option_query(i as u16);
+        sock.send_to(&q, g.udp).unwrap();
+        let n = sock
+            .recv(&mut buf)
+            .expect("a reply to each malformed query");
+        assert!(n >= 12 && buf[..2] == q[..2], "reply to query {i}");
+        rcodes.push(buf[3] & 0x0f);
+    }
+    // Replies come after the server is done with a packet, logging included; a scrape
+    // more gives the log reader time to catch up with the pipe.
+    let (_, text) = g.http_get("/metrics").await;
+    let logged = g.logs().lines().count() - logged_before;
+    assert!(
+        logged < 20,
+        "{logged} log lines for {N} malformed queries:\n{}",
+        g.logs()
+            .lines()
+            .rev()
+            .take(5)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let counted: f64 = text
+        .lines()
+        .find(|l| l.starts_with("geode_dns_malformed_total{reason=\"edns_option\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no edns_option sample in /metrics:\n{text}"));
+    assert_eq!(counted, N as f64);
+    // RFC 6891 6.1.2 lets a responder reject a malformed OPT; the option cannot be read.
+    assert!(rcodes.iter().all(|&r| r == 1), "FORMERR for each");
+    // Over TCP too, and the server still answers.
+    let m = tcp_exchange(g.tcp, &bad_option_query(7)).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
+    still_serving(&g).await;
+}
+
+/// RFC 6891 7: a truncated reply is the header, the question and (when the query had
+/// one) the OPT record; nothing of the records that did not fit.
+fn assert_minimal_tc(what: &str, query: &[u8], raw: &[u8], opt: bool) {
+    let qlen = question_len(query);
+    assert!(raw[2] & 0x02 != 0, "{what}: TC set: {raw:02x?}");
+    assert_eq!(counts(raw), [1, 0, 0, u16::from(opt)], "{what}: counts");
+    assert_eq!(raw[12..12 + qlen], query[12..12 + qlen], "{what}: question");
+    let rest = &raw[12 + qlen..];
+    if opt {
+        assert!(rest.len() >= 11 && rest[0] == 0, "{what}: OPT: {rest:02x?}");
+        assert_eq!(
+            u16::from_be_bytes([rest[1], rest[2]]),
+            41,
+            "{what}: OPT type"
+        );
+        let rdlen = usize::from(u16::from_be_bytes([rest[9], rest[10]]));
+        assert_eq!(
+            rest.len(),
+            11 + rdlen,
+            "{what}: nothing after the OPT record"
+        );
+        assert!(decode(raw).edns.is_some(), "{what}");
+    } else {
+        assert!(
+            rest.is_empty(),
+            "{what}: nothing after the question: {rest:02x?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn rfc6891_7_truncated_udp_reply_is_header_question_and_opt() {
+    let g = start();
+    // The ordinary path: 4 KB of static TXT, without EDNS (512) and with 1232.
+    for (what, q, opt) in [
+        (
+            "TXT, no EDNS",
+            plain_query("big.big.example.", RecordType::TXT),
+            false,
+        ),
+        (
+            "TXT, EDNS 1232",
+            edns_query("big.big.example.", RecordType::TXT, 1232, 0),
+            true,
+        ),
+    ] {
+        let raw = g.raw_udp(&q, REPLY).expect("reply");
+        assert_minimal_tc(what, &q, &raw, opt);
+    }
+    // The fast path: 16 AAAA and an ECS option for a /128 are 518 bytes, over 512.
+    let mut ecs = vec![0, 2, 128, 0];
+    ecs.extend(
+        "2001:db8::77"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
+    let q = with_option(
+        Packet::query(0x5151, "many.gslb.example.", 28)
+            .edns(512, 0)
+            .bytes(),
+        8,
+        &ecs,
+    );
+    let raw = g.raw_udp(&q, REPLY).expect("reply");
+    assert_minimal_tc("GSLB AAAA, EDNS 512 + ECS", &q, &raw, true);
+    // Without the ECS option the same answer fits in 512, whole.
+    let q = Packet::query(0x5152, "many.gslb.example.", 28)
+        .edns(512, 0)
+        .bytes();
+    let m = exchange(&g, &q);
+    assert!(!m.metadata.truncation);
+    assert_eq!(m.answers.len(), 16);
+    // TCP carries both whole.
+    let tcp = tcp_exchange(g.tcp, &plain_query("big.big.example.", RecordType::TXT)).await;
+    assert_eq!(tcp.answers.len(), 20);
+}
+
+#[tokio::test]
+async fn rfc5936_zone_transfers_are_refused_for_every_name_over_udp_and_tcp() {
+    let g = start();
+    for name in [
+        "gslb.example.",
+        "static.gslb.example.",
+        "www.gslb.example.",
+        "nope.gslb.example.",
+        "x.www.gslb.example.",
+    ] {
+        for (t, tname) in [(252u16, "AXFR"), (251, "IXFR")] {
+            for opt in [None, Some((1232, 0))] {
+                let mut p = Packet::query(0x7777, name, t);
+                p.opt = opt;
+                let what = format!("{tname} {name} {opt:?}");
+                let m = exchange(&g, &p.bytes());
+                assert_eq!(
+                    m.metadata.response_code,
+                    ResponseCode::Refused,
+                    "udp {what}"
+                );
+                assert!(m.answers.is_empty() && m.authorities.is_empty(), "{what}");
+                let m = tcp_exchange(g.tcp, &p.bytes()).await;
+                assert_eq!(
+                    m.metadata.response_code,
+                    ResponseCode::Refused,
+                    "tcp {what}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn rfc1034_4_3_2_any_at_an_alias_is_answered_with_the_cname_alone() {
+    let g = start();
+    for (name, target) in [
+        ("alias.gslb.example.", "static.gslb.example."),
+        ("to-gslb.gslb.example.", "www.gslb.example."),
+        ("chain.gslb.example.", "alias.gslb.example."),
+    ] {
+        for m in [
+            g.query(name, RecordType::ANY, None).await,
+            g.query_tcp(name, RecordType::ANY, None).await,
+        ] {
+            assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{name}");
+            assert_eq!(types(&m.answers), [RecordType::CNAME], "{name}: {m:?}");
+            assert_eq!(m.answers[0].name.to_string(), name);
+            assert_eq!(cname_target(&m.answers[0]), target);
+        }
+    }
+}
+
+#[tokio::test]
+async fn rfc7871_7_1_2_source_prefix_zero_is_answered_with_scope_zero() {
+    // With a GeoIP database the resolver's own address (127.0.0.1) falls in a network
+    // with a prefix (a /8 without data), which must not leak into the scope of an
+    // opted-out query for a name whose answer depends on the client.
+    let db = crate::harness::maxmind_city();
+    let g = Geode::start(&config(&format!("geoip_db = \"{}\"", db.display())));
+    for ecs in ["0.0.0.0/0", "::/0"] {
+        for (name, t) in [
+            ("geo.gslb.example.", RecordType::A),
+            ("geo.gslb.example.", RecordType::AAAA),
+            ("static.gslb.example.", RecordType::A),
+        ] {
+            for (proto, m) in [
+                ("udp", g.query(name, t, Some(ecs)).await),
+                ("tcp", g.query_tcp(name, t, Some(ecs)).await),
+            ] {
+                assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+                assert_eq!(
+                    crate::harness::ecs_of(&m),
+                    Some((0, 0)),
+                    "{proto} {name} {t} ECS {ecs}"
+                );
+            }
+        }
+    }
+}
+
+/// Every answer owner in `raw` is a pointer to the question name (offset 12), and the
+/// message is exactly header, question, answers and `tail` bytes (OPT, SOA).
+fn assert_owners_are_pointers(what: &str, query: &[u8], raw: &[u8]) {
+    let mut at = 12 + question_len(query);
+    let [_, an, ..] = counts(raw);
+    assert!(an > 0, "{what}: answers");
+    for i in 0..an {
+        assert_eq!(
+            raw[at..at + 2],
+            [0xC0, 0x0C],
+            "{what}: answer {i} owner is a pointer to the question: {raw:02x?}"
+        );
+        let rdlen = usize::from(u16::from_be_bytes([raw[at + 10], raw[at + 11]]));
+        at += 12 + rdlen;
+    }
+}
+
+#[tokio::test]
+async fn rfc1035_4_1_4_answer_owners_are_compressed_to_the_question() {
+    let g = start();
+    let mut ecs24 = vec![0, 1, 24, 0];
+    ecs24.extend([81, 2, 69]);
+    let cases = [
+        // Fast path (GSLB), with ECS and in mixed case; ordinary path (static records).
+        (
+            "GSLB A + ECS",
+            with_option(
+                Packet::query(1, "www.gslb.example.", T_A)
+                    .edns(1232, 0)
+                    .bytes(),
+                8,
+                &ecs24,
+            ),
+        ),
+        (
+            "GSLB AAAA x16",
+            Packet::query(2, "MaNy.GsLb.ExAmPlE.", 28)
+                .edns(1232, 0)
+                .bytes(),
+        ),
+        (
+            "static A x2",
+            Packet::query(3, "static.gslb.example.", T_A).bytes(),
+        ),
+        (
+            "static TXT",
+            Packet::query(4, "gslb.example.", T_TXT).bytes(),
+        ),
+    ];
+    for (what, q) in &cases {
+        let raw = g.raw_udp(q, REPLY).expect("reply");
+        assert_owners_are_pointers(&format!("udp {what}"), q, &raw);
+        let mut s = TcpStream::connect(g.tcp).await.unwrap();
+        tcp_send(&mut s, q).await;
+        let raw = tcp_recv(&mut s).await;
+        assert_owners_are_pointers(&format!("tcp {what}"), q, &raw);
+    }
+    // One answer and an ECS option in 12 + 22 + 16 + 22 bytes, as gdnsd sends it.
+    let raw = g.raw_udp(&cases[0].1, REPLY).expect("reply");
+    assert_eq!(raw.len(), 12 + 22 + 16 + 22, "{raw:02x?}");
 }
