@@ -9,11 +9,13 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use super::decision::{Cand, Metric, SMALL, Status, TIE_BOUND, rank_key, tie_limit};
+use super::memo::MemoSlot;
 use super::*;
 use crate::config::parse_client_key;
 use crate::model::{
-    AddrList, ClientKey, Coordinates, HealthCell, KeyedTable, LatencyRow, Region, ServerSettings,
-    Service,
+    AddrList, AllDown, ClientKey, ClientSource, Coordinates, HealthCell, KeyedTable, LatencyRow,
+    LocatedBy, Outcome, Policy, Region, RegionId, ServerSettings, Service,
 };
 
 // ---------------------------------------------------------------------------------------
