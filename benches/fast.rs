@@ -64,7 +64,7 @@ fn setup() -> (Arc<ArcSwap<Snapshot>>, Arc<Metrics>, Vec<Vec<u8>>) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let config = root.join("bench/geode-bench.toml");
     let t = std::time::Instant::now();
-    let (loaded, geo) = geode::app::load(&config, None).unwrap_or_else(|e| {
+    let (loaded, geo) = geode::state::load(&config, None).unwrap_or_else(|e| {
         panic!("bench/geode-bench.toml does not load (run bench/fetch-geolite2.sh first):\n{e}")
     });
     eprintln!("config and GeoIP load: {:.2} s", t.elapsed().as_secs_f64());

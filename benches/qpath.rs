@@ -59,7 +59,7 @@ fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let config = std::env::var_os("QPATH_CONFIG")
         .map_or_else(|| root.join("bench/geode-bench.toml"), PathBuf::from);
-    let (loaded, geo) = geode::app::load(&config, None).unwrap_or_else(|e| {
+    let (loaded, geo) = geode::state::load(&config, None).unwrap_or_else(|e| {
         panic!(
             "{} does not load (run bench/fetch-geolite2.sh first):\n{e}",
             config.display()

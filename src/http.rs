@@ -16,9 +16,9 @@ use serde_json::json;
 use tokio::task::JoinHandle;
 use tracing::info;
 
-use crate::app::App;
 use crate::route::LiveHealth;
 use crate::snapshot::ClientSpec;
+use crate::state::App;
 
 /// Binds the admin socket and logs `listening on http ADDR`. Connections queue in the
 /// kernel until [`serve`] starts, so probes of our own /healthz made meanwhile succeed.

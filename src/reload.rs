@@ -15,9 +15,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
-use crate::app::{App, load, unix_now};
 use crate::config::{Problem, start_only_changes};
 use crate::snapshot::Snapshot;
+use crate::state::{App, load, unix_now};
 
 /// Quiet time after the last file event before reloading: editors write in bursts.
 const DEBOUNCE: Duration = Duration::from_millis(200);
