@@ -95,7 +95,7 @@ async fn status(State(app): State<App>) -> Response {
                 .collect();
             json!({
                 "name": r.name,
-                "up": up as u32 >= r.min_healthy,
+                "up": r.enough_up(up as u64),
                 "endpoints_up": up,
                 "min_healthy": r.min_healthy,
                 "drain": r.drain,

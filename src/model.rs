@@ -262,6 +262,23 @@ pub struct Region {
     pub has_v6: bool,
 }
 
+impl Region {
+    /// The region-up rule, its one definition: a region is up when at least
+    /// `min_healthy` of its endpoints are up. The router (which also needs an endpoint
+    /// of the asked family), `geode explain`, /status and `geode_region_up` all ask this.
+    #[inline]
+    pub fn enough_up(&self, endpoints_up: u64) -> bool {
+        min_healthy_met(self.min_healthy, endpoints_up)
+    }
+}
+
+/// [`Region::enough_up`] for a caller that keeps `min_healthy` without the region (the
+/// health table's per-region cells).
+#[inline]
+pub fn min_healthy_met(min_healthy: u32, endpoints_up: u64) -> bool {
+    endpoints_up >= u64::from(min_healthy)
+}
+
 /// An address handed out in answers, with how its health is known.
 #[derive(Debug)]
 pub struct Endpoint {
@@ -771,24 +788,10 @@ impl Model {
     }
 }
 
-/// FxHash-style hasher for tables keyed by trusted data (config names, GeoIP record
-/// offsets): SipHash's flood resistance buys nothing there and costs a third of a lookup.
-#[derive(Default, Clone, Copy)]
-pub struct Fx(u64);
-
-impl std::hash::Hasher for Fx {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut v = [0u8; 8];
-            v[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(v))
-                .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-        }
-    }
-}
+/// The hasher for tables keyed by trusted data (config names, GeoIP record offsets, the
+/// answer cache's keys, salted per process): SipHash's flood resistance buys nothing there
+/// and costs a third of a lookup. An alias, so its users need not name the crate.
+pub type Fx = rustc_hash::FxHasher;
 
 /// The shortest prefix around `ip` that covers no operator network the client is not in
 /// and lies inside every operator network it is in. A resolver caches an answer for the

@@ -31,7 +31,7 @@ pub use hysteresis::{Flip, Hysteresis};
 pub use schedule::LatenessLog;
 
 use crate::metrics::Metrics;
-use crate::model::{EndpointKey, HealthCell, Model, Probed};
+use crate::model::{EndpointKey, HealthCell, Model, Probed, min_healthy_met};
 use schedule::{FIRST_ROUND_SLACK, Plan};
 use task::{Last, ProbeTask};
 
@@ -385,7 +385,7 @@ impl RegionCells {
     /// Probed state only: drain is the router's business, not health's.
     fn is_up(&self) -> bool {
         let up = self.cells.iter().filter(|c| c.get() == Probed::Up).count();
-        u64::from(self.always_up) + up as u64 >= u64::from(self.min_healthy)
+        min_healthy_met(self.min_healthy, u64::from(self.always_up) + up as u64)
     }
 }
 

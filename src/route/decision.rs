@@ -335,7 +335,7 @@ pub(super) fn decide<const N: usize>(
                     up_family += u32::from(family_matches(ep, family));
                 }
             }
-            if up >= region.min_healthy && up_family > 0 {
+            if region.enough_up(u64::from(up)) && up_family > 0 {
                 Status::Up
             } else {
                 Status::Down {

@@ -106,7 +106,7 @@ pub fn explain(
                 status: match c.status {
                     Status::Up => "up".into(),
                     // Enough endpoints up, yet down: none of them is of the asked family.
-                    Status::Down { up, total } if up >= region.min_healthy => {
+                    Status::Down { up, total } if region.enough_up(u64::from(up)) => {
                         format!("down (no {fam} endpoint up, {up}/{total} endpoints up)")
                     }
                     Status::Down { up, total } => {
