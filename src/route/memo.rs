@@ -23,19 +23,34 @@ struct MemoKey {
 
 impl MemoKey {
     fn new(service: ServiceId, family: Family, client: &ClientLocation) -> MemoKey {
-        let (lat, lon) = client
-            .coords
-            .map_or((0, 0), |c| (c.lat.to_bits(), c.lon.to_bits()));
+        // Every field named, none behind `..`: a field added to `ClientLocation` fails
+        // to compile here until someone decides whether kept decisions depend on it.
+        let ClientLocation {
+            coords,
+            country,
+            continent,
+            // Not read by the decisions kept: the memo serves no service or latency
+            // table with cidr rows, so the address matters only through the place it
+            // located to (and the affinity hash, which makes the decision `Hashed`).
+            ip: _,
+            // Read only through `ip` (the affinity prefix), as above.
+            source: _,
+            // Which table located the client; the place itself is in the key.
+            by: _,
+            // Re-derived from the client on every hit (`location_scope`).
+            scope: _,
+        } = *client;
+        let (lat, lon) = coords.map_or((0, 0), |c| (c.lat.to_bits(), c.lon.to_bits()));
         MemoKey {
             lat,
             lon,
             service,
-            country: client.country.unwrap_or_default(),
-            continent: client.continent.unwrap_or_default(),
+            country: country.unwrap_or_default(),
+            continent: continent.unwrap_or_default(),
             flags: u8::from(family == Family::V6)
-                | u8::from(client.coords.is_some()) << 1
-                | u8::from(client.country.is_some()) << 2
-                | u8::from(client.continent.is_some()) << 3,
+                | u8::from(coords.is_some()) << 1
+                | u8::from(country.is_some()) << 2
+                | u8::from(continent.is_some()) << 3,
         }
     }
 
