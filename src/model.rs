@@ -50,8 +50,10 @@ pub struct Model {
     pub operator_networks: Vec<IpNet>,
 }
 
-/// `[server]`: addresses and files fixed for the life of the process (a reload that
-/// changes a listen address is refused by name).
+/// `[server]`. Some keys are start-only (sockets bound once: a reload that changes one
+/// is refused by name), the others reload live; [`ServerSettings::start_only_changes`]
+/// sorts every field into one kind or the other, and does not compile until a new field
+/// is sorted.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerSettings {
     /// DNS listen addresses; each serves UDP and TCP.
@@ -72,6 +74,45 @@ pub struct ServerSettings {
     /// Bytes of answer cache per UDP socket (0 = no cache): fast-path replies kept and
     /// sent again for the same query bytes until the snapshot or any health state moves.
     pub answer_cache_bytes: usize,
+}
+
+impl ServerSettings {
+    /// The start-only keys whose values differ between `self` (running) and `new`: a
+    /// reload that changes any is refused by name. The one list of which keys are
+    /// start-only: every field is named below, none behind `..`.
+    pub fn start_only_changes(&self, new: &ServerSettings) -> Vec<&'static str> {
+        let ServerSettings {
+            // Start-only: the sockets are bound, and the TCP limits given to the
+            // listeners, once at start.
+            dns_listen,
+            http_listen,
+            udp_sockets,
+            tcp_max_connections,
+            tcp_idle_timeout,
+            // Live: read from the current snapshot where they are used (the GeoIP
+            // database is reopened by the reload, the payload cap per query, the answer
+            // cache size when a receive loop sees a new snapshot).
+            geoip_db: _,
+            max_udp_payload: _,
+            answer_cache_bytes: _,
+        } = self;
+        [
+            ("server.dns_listen", *dns_listen != new.dns_listen),
+            ("server.http_listen", *http_listen != new.http_listen),
+            ("server.udp_sockets", *udp_sockets != new.udp_sockets),
+            (
+                "server.tcp_max_connections",
+                *tcp_max_connections != new.tcp_max_connections,
+            ),
+            (
+                "server.tcp_idle_timeout",
+                *tcp_idle_timeout != new.tcp_idle_timeout,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(key, changed)| changed.then_some(key))
+        .collect()
+    }
 }
 
 /// A DNS name in presentation form, lower case, with the trailing dot: `www.gslb.example.`.

@@ -1346,24 +1346,9 @@ fn insert_keyed<T>(table: &mut KeyedTable<T>, key: ClientKey, value: T) {
 }
 
 /// The start-only keys whose values differ: a reload that changes any is refused by name.
+/// Which keys are start-only is decided in one place, [`ServerSettings::start_only_changes`].
 pub fn start_only_changes(old: &ServerSettings, new: &ServerSettings) -> Vec<&'static str> {
-    let mut out = Vec::new();
-    if old.dns_listen != new.dns_listen {
-        out.push("server.dns_listen");
-    }
-    if old.http_listen != new.http_listen {
-        out.push("server.http_listen");
-    }
-    if old.udp_sockets != new.udp_sockets {
-        out.push("server.udp_sockets");
-    }
-    if old.tcp_max_connections != new.tcp_max_connections {
-        out.push("server.tcp_max_connections");
-    }
-    if old.tcp_idle_timeout != new.tcp_idle_timeout {
-        out.push("server.tcp_idle_timeout");
-    }
-    out
+    old.start_only_changes(new)
 }
 
 #[cfg(test)]
