@@ -72,7 +72,11 @@ fn setup() -> (Arc<ArcSwap<Snapshot>>, Arc<Metrics>, Vec<Vec<u8>>) {
         check_geoip(db);
     }
     let metrics = Arc::new(Metrics::new().unwrap());
-    let snap = Snapshot::build(loaded, geo, &metrics);
+    let snap = Snapshot::build(
+        geode::snapshot::HealthAttached::unprobed(loaded),
+        geo,
+        &metrics,
+    );
     let msgs = load_messages(&root.join("bench/data/geo.bin")).expect(
         "bench/data/geo.bin missing: python3 bench/gen-workload.py geo (see bench/README.md)",
     );

@@ -66,7 +66,11 @@ fn main() {
         )
     });
     let metrics = Metrics::new().expect("metrics");
-    let snap = Snapshot::build(loaded, geo, &metrics);
+    let snap = Snapshot::build(
+        geode::snapshot::HealthAttached::unprobed(loaded),
+        geo,
+        &metrics,
+    );
     let msgs = common::load_messages(&root.join("bench/data/geo.bin"))
         .expect("bench/data/geo.bin missing: python3 bench/gen-workload.py (see bench/README.md)");
     let mut args = std::env::args().skip(1).filter(|a| a != "--bench");

@@ -18,7 +18,7 @@ use crate::config::ConfigError;
 use crate::dns::{self, Handler};
 use crate::health::HealthTable;
 use crate::metrics::Metrics;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{HealthAttached, Snapshot};
 pub use crate::state::Overrides;
 use crate::state::{App, load, unix_now};
 
@@ -72,9 +72,9 @@ pub async fn serve(config_path: PathBuf, overrides: Overrides) -> Result<(), App
     };
     let metrics = Arc::new(Metrics::new()?);
     let health = HealthTable::new(metrics.clone());
-    let first_round = health.sync(&mut loaded.model);
     let settings = loaded.model.server.clone();
-    let snapshot = Snapshot::build(loaded, geo, &metrics);
+    let (attached, first_round) = health.attach(loaded);
+    let snapshot = Snapshot::build(attached, geo, &metrics);
     metrics.reload_success.inc();
     metrics.last_reload.set(unix_now());
     let app = App {
@@ -187,7 +187,7 @@ pub fn explain(
             return EXIT_RUNTIME;
         }
     };
-    let snap = Snapshot::build(loaded, geo, &metrics);
+    let snap = Snapshot::build(HealthAttached::unprobed(loaded), geo, &metrics);
     match snap.explain(name, qtype, client, &AssumeUp) {
         Ok(e) => {
             print!("{e}");

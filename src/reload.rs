@@ -78,10 +78,10 @@ pub async fn reload(app: &App) -> Result<String, ReloadError> {
             keys: changed.join(", "),
         });
     }
-    let first_round = app.health.sync(&mut loaded.model);
-    first_round.wait().await;
     let hash = loaded.source.hash.clone();
-    let snap = Snapshot::build(loaded, geo, &app.metrics);
+    let (attached, first_round) = app.health.attach(loaded);
+    first_round.wait().await;
+    let snap = Snapshot::build(attached, geo, &app.metrics);
     app.shared.store(Arc::new(snap));
     app.metrics.reload_success.inc();
     app.metrics.last_reload.set(unix_now());

@@ -173,6 +173,20 @@ impl HealthTable {
     /// The returned [`FirstRound`] completes when every endpoint new in this sync has had
     /// its first probe result.
     pub fn sync(self: &Arc<Self>, model: &mut Model) -> FirstRound {
+        self.sync_model(model)
+    }
+
+    /// [`HealthTable::sync`] on a loaded config, typed as attached so a snapshot can be
+    /// built from it.
+    pub fn attach(
+        self: &Arc<Self>,
+        mut loaded: crate::config::Loaded,
+    ) -> (crate::snapshot::HealthAttached, FirstRound) {
+        let first_round = self.sync_model(&mut loaded.model);
+        (crate::snapshot::HealthAttached::synced(loaded), first_round)
+    }
+
+    fn sync_model(self: &Arc<Self>, model: &mut Model) -> FirstRound {
         let checks: Vec<_> = model
             .probed_endpoints()
             .map(|(key, _, _, check)| (key, check.clone()))

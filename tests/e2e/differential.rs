@@ -141,7 +141,11 @@ fn build(text: &str, metrics: &Metrics) -> Snapshot {
             });
         }
     }
-    Snapshot::build(loaded, geo, metrics)
+    Snapshot::build(
+        geode::snapshot::HealthAttached::unprobed(loaded),
+        geo,
+        metrics,
+    )
 }
 
 /// Deterministic xorshift so the corpus is the same on every run.
