@@ -82,3 +82,65 @@ pub fn unix_now() -> f64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// Every `.rs` file under `dir`, recursively.
+    fn sources(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("readable source dir") {
+            let path = entry.expect("dir entry").path();
+            if path.is_dir() {
+                sources(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+
+    /// The layering ARCHITECTURE.md draws, checked on the source text: only `main.rs`
+    /// reaches the composition root, and the pure modules import no I/O crate.
+    #[test]
+    fn nothing_but_main_imports_app_and_pure_modules_stay_pure() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = Vec::new();
+        for dir in ["src", "benches", "tests", "examples"] {
+            if root.join(dir).is_dir() {
+                sources(&root.join(dir), &mut files);
+            }
+        }
+        assert!(files.len() > 20, "found only {} sources", files.len());
+        let mut wrong = Vec::new();
+        for file in &files {
+            let rel = file
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let text = std::fs::read_to_string(file).unwrap();
+            let code: String = text
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("//"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            // Spelt in pieces so this file does not match itself.
+            let imports_app = code.contains(concat!("crate::", "app"))
+                || code.contains(concat!("geode::", "app"));
+            if imports_app && rel != "src/main.rs" && rel != "src/app.rs" {
+                wrong.push(format!("{rel} imports app"));
+            }
+            let pure = rel == "src/model.rs"
+                || rel.starts_with("src/route/")
+                || rel.starts_with("src/config/");
+            if pure {
+                for io in ["tokio", "hickory", "reqwest", "maxminddb"] {
+                    if code.contains(&format!("{io}::")) {
+                        wrong.push(format!("{rel} (pure) uses {io}"));
+                    }
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "layering broken: {wrong:?}");
+    }
+}

@@ -91,6 +91,12 @@ pub fn route_into(
 
 /// SplitMix64 finaliser: a fixed, well-mixed hash, so every geode instance (and every
 /// restart) sends a given client subnet to the same place.
+///
+/// Hand-written on purpose, not taken from a hashing crate: its output is part of the
+/// routing contract. A fleet in a rolling upgrade must hash a client alike on the old and
+/// the new binary, so a crate update that changed the function would split clients
+/// between regions mid-upgrade. It must never change;
+/// `mix_is_splitmix64_and_never_changes` pins its output.
 pub(crate) fn mix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
