@@ -92,7 +92,7 @@ impl<T: Copy, const N: usize> Stack<T, N> {
     }
 }
 
-/// The working state of one decision, kept so [`explain`] can show it.
+/// The working state of one decision, kept so [`super::explain()`] can show it.
 pub(super) struct Work<'d, const N: usize> {
     pub(super) cands: Stack<Cand, N>,
     pub(super) fence: Option<crate::model::ClientKey>,

@@ -73,7 +73,7 @@ pub struct Explanation {
     pub scope: u8,
 }
 
-/// Runs the same decision as [`route`] and describes it.
+/// Runs the same decision as [`route`](super::route) and describes it.
 pub fn explain(
     model: &Model,
     service: ServiceId,

@@ -18,8 +18,8 @@
 //! [`MAX_SERVICE_REGIONS`]. [`explain`] runs the same decision and turns the working
 //! state into a human/JSON trace; only it allocates.
 //!
-//! The rules live in [`decision`] (one decision, from candidates to addresses); [`memo`]
-//! keeps nearest-region decisions per client place for a query loop; [`explain`] turns
+//! The rules live in `decision.rs` (one decision, from candidates to addresses); `memo.rs`
+//! keeps nearest-region decisions per client place for a query loop; `explain.rs` turns
 //! a decision's working state into a trace.
 
 mod decision;
