@@ -64,7 +64,7 @@ fn setup() -> (Arc<ArcSwap<Snapshot>>, Arc<Metrics>, Vec<Vec<u8>>) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let config = root.join("bench/geode-bench.toml");
     let t = std::time::Instant::now();
-    let (loaded, geo) = geode::app::load(&config, None).unwrap_or_else(|e| {
+    let (loaded, geo) = geode::state::load(&config, None).unwrap_or_else(|e| {
         panic!("bench/geode-bench.toml does not load (run bench/fetch-geolite2.sh first):\n{e}")
     });
     eprintln!("config and GeoIP load: {:.2} s", t.elapsed().as_secs_f64());
@@ -72,7 +72,11 @@ fn setup() -> (Arc<ArcSwap<Snapshot>>, Arc<Metrics>, Vec<Vec<u8>>) {
         check_geoip(db);
     }
     let metrics = Arc::new(Metrics::new().unwrap());
-    let snap = Snapshot::build(loaded, geo, &metrics);
+    let snap = Snapshot::build(
+        geode::snapshot::HealthAttached::unprobed(loaded),
+        geo,
+        &metrics,
+    );
     let msgs = load_messages(&root.join("bench/data/geo.bin")).expect(
         "bench/data/geo.bin missing: python3 bench/gen-workload.py geo (see bench/README.md)",
     );

@@ -59,14 +59,18 @@ fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let config = std::env::var_os("QPATH_CONFIG")
         .map_or_else(|| root.join("bench/geode-bench.toml"), PathBuf::from);
-    let (loaded, geo) = geode::app::load(&config, None).unwrap_or_else(|e| {
+    let (loaded, geo) = geode::state::load(&config, None).unwrap_or_else(|e| {
         panic!(
             "{} does not load (run bench/fetch-geolite2.sh first):\n{e}",
             config.display()
         )
     });
     let metrics = Metrics::new().expect("metrics");
-    let snap = Snapshot::build(loaded, geo, &metrics);
+    let snap = Snapshot::build(
+        geode::snapshot::HealthAttached::unprobed(loaded),
+        geo,
+        &metrics,
+    );
     let msgs = common::load_messages(&root.join("bench/data/geo.bin"))
         .expect("bench/data/geo.bin missing: python3 bench/gen-workload.py (see bench/README.md)");
     let mut args = std::env::args().skip(1).filter(|a| a != "--bench");

@@ -267,7 +267,11 @@ impl Target {
             .as_ref()
             .map(|p| Arc::new(geode::geo::GeoDb::open(p).expect("test database opens")));
         let metrics = Arc::new(Metrics::new().expect("metrics"));
-        let snap = Arc::new(Snapshot::build(loaded, geo, &metrics));
+        let snap = Arc::new(Snapshot::build(
+            geode::snapshot::HealthAttached::unprobed(loaded),
+            geo,
+            &metrics,
+        ));
         let shared = Arc::new(ArcSwap::from(snap.clone()));
         Target {
             handler: Handler::new(shared, metrics.clone()),

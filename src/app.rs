@@ -6,21 +6,21 @@
 //! runs; only then are the DNS sockets bound, so the first GSLB answer already respects
 //! health.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tracing::{error, info, warn};
 
-use crate::config::{self, ConfigError, Loaded};
+use crate::config::ConfigError;
 use crate::dns::{self, Handler};
-use crate::geo::GeoDb;
 use crate::health::HealthTable;
 use crate::metrics::Metrics;
-use crate::snapshot::{Shared, Snapshot};
+use crate::snapshot::{HealthAttached, Snapshot};
+pub use crate::state::Overrides;
+use crate::state::{App, load, unix_now};
 
 /// Exit code for a bad config (DESIGN.md: `geode check` exits 64).
 pub const EXIT_CONFIG: i32 = 64;
@@ -49,104 +49,6 @@ impl AppError {
             _ => EXIT_RUNTIME,
         }
     }
-}
-
-/// The whole load path, binding nothing: config, then the GeoIP database it names
-/// (reusing `previous` when the file is unchanged, so a reload does not remap it).
-pub fn load(
-    path: &Path,
-    previous: Option<&Arc<GeoDb>>,
-) -> Result<(Loaded, Option<Arc<GeoDb>>), ConfigError> {
-    let loaded = config::load(path)?;
-    let geo = match &loaded.model.server.geoip_db {
-        None => None,
-        Some(p) => match previous {
-            Some(prev) if prev.is_current(p) => Some(prev.clone()),
-            _ => Some(Arc::new(GeoDb::open(p).map_err(|e| ConfigError {
-                problems: vec![loaded.source.problem(&["server", "geoip_db"], e.to_string())],
-            })?)),
-        },
-    };
-    Ok((loaded, geo))
-}
-
-/// Command-line overrides of `[server]`.
-#[derive(Debug, Clone, Default)]
-pub struct Overrides {
-    /// Replaces `server.dns_listen` when not empty.
-    pub dns_listen: Vec<SocketAddr>,
-    /// Replaces `server.http_listen`.
-    pub http_listen: Option<SocketAddr>,
-    /// The admin HTTP address actually bound (set by `serve`): `probe = "self"` endpoints
-    /// probe it, so the demo stays healthy on whatever port it is told to use.
-    pub own_http: Option<SocketAddr>,
-}
-
-impl Overrides {
-    /// Applies the overrides to a freshly loaded model.
-    pub fn apply(&self, loaded: &mut Loaded) {
-        if !self.dns_listen.is_empty() {
-            loaded.model.server.dns_listen = self.dns_listen.clone();
-        }
-        if let Some(h) = self.http_listen {
-            loaded.model.server.http_listen = Some(h);
-        }
-        let own = self.own_http.or(loaded.model.server.http_listen);
-        if let Some(target) = own.map(config::self_probe_target) {
-            for (region, address) in &loaded.source.self_probes {
-                let endpoint = loaded
-                    .model
-                    .regions
-                    .iter_mut()
-                    .filter(|r| &r.name == region)
-                    .flat_map(|r| r.endpoints.iter_mut())
-                    .find(|e| e.address == *address);
-                if let Some(e) = endpoint {
-                    e.probe = Some(target);
-                }
-            }
-        }
-    }
-}
-
-/// Shared state of a running server.
-#[derive(Debug, Clone)]
-pub struct App {
-    /// The current snapshot.
-    pub shared: Shared,
-    /// Metric handles.
-    pub metrics: Arc<Metrics>,
-    /// Probed state.
-    pub health: Arc<HealthTable>,
-    /// The config file.
-    pub config_path: PathBuf,
-    /// CLI overrides, re-applied on every reload.
-    pub overrides: Overrides,
-    /// True once config is loaded, sockets are bound and the first probe round is done.
-    pub ready: Arc<AtomicBool>,
-    /// Serializes reloads (SIGHUP and file events may race).
-    pub reload_lock: Arc<tokio::sync::Mutex<()>>,
-    /// The last rejected reload, for `/status`: the running config may be older than
-    /// the file on disk, and the operator should see why without reading logs.
-    pub last_reload_failure: Arc<std::sync::Mutex<Option<ReloadFailure>>>,
-}
-
-/// A rejected reload, as `/status` shows it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ReloadFailure {
-    /// Unix time, seconds.
-    pub at: f64,
-    /// What triggered it (`SIGHUP`, `file change`).
-    pub trigger: String,
-    /// The error, `file:line: key: message` per line.
-    pub error: String,
-}
-
-/// Unix time now, seconds.
-pub fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// `geode serve`: runs until SIGTERM or SIGINT.
@@ -180,9 +82,9 @@ pub async fn serve(config_path: PathBuf, mut overrides: Overrides) -> Result<(),
     }
     let metrics = Arc::new(Metrics::new()?);
     let health = HealthTable::new(metrics.clone());
-    let first_round = health.sync(&mut loaded.model);
     let settings = loaded.model.server.clone();
-    let snapshot = Snapshot::build(loaded, geo, &metrics);
+    let (attached, first_round) = health.attach(loaded);
+    let snapshot = Snapshot::build(attached, geo, &metrics);
     metrics.reload_success.inc();
     metrics.last_reload.set(unix_now());
     let app = App {
@@ -344,7 +246,7 @@ pub fn explain(
             return EXIT_RUNTIME;
         }
     };
-    let snap = Snapshot::build(loaded, geo, &metrics);
+    let snap = Snapshot::build(HealthAttached::unprobed(loaded), geo, &metrics);
     match snap.explain(name, qtype, client, &AssumeUp) {
         Ok(e) => {
             print!("{e}");

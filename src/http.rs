@@ -27,9 +27,9 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use crate::app::App;
 use crate::route::LiveHealth;
 use crate::snapshot::ClientSpec;
+use crate::state::App;
 
 /// Binds the admin socket and logs `listening on http ADDR`. Connections queue in the
 /// kernel until [`serve`] starts, so probes of our own /healthz made meanwhile succeed.
@@ -229,7 +229,7 @@ async fn status(State(app): State<App>) -> Response {
                 .collect();
             json!({
                 "name": r.name,
-                "up": up as u32 >= r.min_healthy,
+                "up": r.enough_up(up as u64),
                 "endpoints_up": up,
                 "min_healthy": r.min_healthy,
                 "drain": r.drain,

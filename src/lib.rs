@@ -29,3 +29,4 @@ pub mod model;
 pub mod reload;
 pub mod route;
 pub mod snapshot;
+pub mod state;

@@ -50,8 +50,10 @@ pub struct Model {
     pub operator_networks: Vec<IpNet>,
 }
 
-/// `[server]`: addresses and files fixed for the life of the process (a reload that
-/// changes a listen address is refused by name).
+/// `[server]`. Some keys are start-only (sockets bound once: a reload that changes one
+/// is refused by name), the others reload live; [`ServerSettings::start_only_changes`]
+/// sorts every field into one kind or the other, and does not compile until a new field
+/// is sorted.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerSettings {
     /// DNS listen addresses; each serves UDP and TCP.
@@ -75,6 +77,47 @@ pub struct ServerSettings {
     /// Quiet time a watched file must keep its content before a file-watch reload
     /// applies it (`server.reload_settle`); SIGHUP does not wait.
     pub reload_settle: Duration,
+}
+
+impl ServerSettings {
+    /// The start-only keys whose values differ between `self` (running) and `new`: a
+    /// reload that changes any is refused by name. The one list of which keys are
+    /// start-only: every field is named below, none behind `..`.
+    pub fn start_only_changes(&self, new: &ServerSettings) -> Vec<&'static str> {
+        let ServerSettings {
+            // Start-only: the sockets are bound, and the TCP limits given to the
+            // listeners, once at start.
+            dns_listen,
+            http_listen,
+            udp_sockets,
+            tcp_max_connections,
+            tcp_idle_timeout,
+            // Live: read from the current snapshot where they are used (the GeoIP
+            // database is reopened by the reload, the payload cap per query, the answer
+            // cache size when a receive loop sees a new snapshot).
+            geoip_db: _,
+            max_udp_payload: _,
+            answer_cache_bytes: _,
+            // Live: the file watcher reads it from the current snapshot for each change.
+            reload_settle: _,
+        } = self;
+        [
+            ("server.dns_listen", *dns_listen != new.dns_listen),
+            ("server.http_listen", *http_listen != new.http_listen),
+            ("server.udp_sockets", *udp_sockets != new.udp_sockets),
+            (
+                "server.tcp_max_connections",
+                *tcp_max_connections != new.tcp_max_connections,
+            ),
+            (
+                "server.tcp_idle_timeout",
+                *tcp_idle_timeout != new.tcp_idle_timeout,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(key, changed)| changed.then_some(key))
+        .collect()
+    }
 }
 
 /// A DNS name in presentation form, lower case, with the trailing dot: `www.gslb.example.`.
@@ -263,6 +306,23 @@ pub struct Region {
     pub has_v4: bool,
     /// Has at least one IPv6 endpoint.
     pub has_v6: bool,
+}
+
+impl Region {
+    /// The region-up rule, its one definition: a region is up when at least
+    /// `min_healthy` of its endpoints are up. The router (which also needs an endpoint
+    /// of the asked family), `geode explain`, /status and `geode_region_up` all ask this.
+    #[inline]
+    pub fn enough_up(&self, endpoints_up: u64) -> bool {
+        min_healthy_met(self.min_healthy, endpoints_up)
+    }
+}
+
+/// [`Region::enough_up`] for a caller that keeps `min_healthy` without the region (the
+/// health table's per-region cells).
+#[inline]
+pub fn min_healthy_met(min_healthy: u32, endpoints_up: u64) -> bool {
+    endpoints_up >= u64::from(min_healthy)
 }
 
 /// An address handed out in answers, with how its health is known.
@@ -812,24 +872,10 @@ impl Model {
     }
 }
 
-/// FxHash-style hasher for tables keyed by trusted data (config names, GeoIP record
-/// offsets): SipHash's flood resistance buys nothing there and costs a third of a lookup.
-#[derive(Default, Clone, Copy)]
-pub struct Fx(u64);
-
-impl std::hash::Hasher for Fx {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut v = [0u8; 8];
-            v[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(v))
-                .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-        }
-    }
-}
+/// The hasher for tables keyed by trusted data (config names, GeoIP record offsets, the
+/// answer cache's keys, salted per process): SipHash's flood resistance buys nothing there
+/// and costs a third of a lookup. An alias, so its users need not name the crate.
+pub type Fx = rustc_hash::FxHasher;
 
 /// The shortest prefix around `ip` that covers no operator network the client is not in
 /// and lies inside every operator network it is in. A resolver caches an answer for the

@@ -19,9 +19,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
-use crate::app::{App, load, unix_now};
 use crate::config::{Problem, start_only_changes};
 use crate::snapshot::Snapshot;
+use crate::state::{App, load, unix_now};
 
 /// What a file-watch reload compares to decide that the files have settled: the config
 /// file's bytes (hashed; a rewrite in place within one timestamp tick keeps size and
@@ -145,10 +145,10 @@ pub async fn reload(app: &App) -> Result<String, ReloadError> {
             keys: changed.join(", "),
         });
     }
-    let first_round = app.health.sync(&mut loaded.model);
-    first_round.wait().await;
     let hash = loaded.source.hash.clone();
-    let snap = Snapshot::build(loaded, geo, &app.metrics);
+    let (attached, first_round) = app.health.attach(loaded);
+    first_round.wait().await;
+    let snap = Snapshot::build(attached, geo, &app.metrics);
     app.shared.store(Arc::new(snap));
     app.metrics.reload_success.inc();
     app.metrics.last_reload.set(unix_now());
@@ -160,7 +160,7 @@ async fn reload_and_log(app: &App, why: &str) {
         Ok(hash) => info!(trigger = why, hash = %hash, "config reloaded"),
         Err(e) => {
             if let Ok(mut last) = app.last_reload_failure.lock() {
-                *last = Some(crate::app::ReloadFailure {
+                *last = Some(crate::state::ReloadFailure {
                     at: unix_now(),
                     trigger: why.to_string(),
                     error: e.to_string(),

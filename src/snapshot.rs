@@ -45,10 +45,29 @@ static GENERATION: AtomicU64 = AtomicU64::new(1);
 /// The swappable handle shared by the DNS, HTTP, health and reload tasks.
 pub type Shared = Arc<ArcSwap<Snapshot>>;
 
+/// A loaded config whose endpoints carry the health cells queries will read: the only
+/// input [`Snapshot::build`] takes, so no snapshot is built from a model the health table
+/// has not seen (its cells would never flip, and a reload would reset every state).
+#[derive(Debug)]
+pub struct HealthAttached(Loaded);
+
+impl HealthAttached {
+    /// After [`crate::health::HealthTable::sync`] attached the table's cells.
+    pub(crate) fn synced(loaded: Loaded) -> HealthAttached {
+        HealthAttached(loaded)
+    }
+
+    /// The cells as loaded, with no probe task behind them: for `geode explain`, the
+    /// benchmarks and tests, which assume or set health themselves.
+    pub fn unprobed(loaded: Loaded) -> HealthAttached {
+        HealthAttached(loaded)
+    }
+}
+
 impl Snapshot {
-    /// Compiles a loaded config (whose endpoints already carry their health cells).
-    pub fn build(loaded: Loaded, geo: Option<Arc<GeoDb>>, metrics: &Metrics) -> Snapshot {
-        let Loaded { model, source } = loaded;
+    /// Compiles a loaded config whose endpoints carry their health cells.
+    pub fn build(attached: HealthAttached, geo: Option<Arc<GeoDb>>, metrics: &Metrics) -> Snapshot {
+        let HealthAttached(Loaded { model, source }) = attached;
         let zones = ZoneIndex::build(&model);
         let fast = crate::dns::fast::FastIndex::build(&model, &zones);
         let answer_counters = model

@@ -466,7 +466,48 @@ fn parse_txt(value: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-fn parse_record(rtype: &str, value: &str, origin: &str) -> Result<RecordData, String> {
+/// Why a `[[zone.records]]` entry is refused: the kind says which key the problem names.
+#[derive(Debug, Clone, PartialEq)]
+enum RecordError {
+    /// The `type` is not one geode serves.
+    Type(String),
+    /// The `value` does not parse as its type.
+    Value(String),
+}
+
+impl RecordError {
+    /// The record's key the problem is reported at.
+    fn key(&self) -> &'static str {
+        match self {
+            RecordError::Type(_) => "type",
+            RecordError::Value(_) => "value",
+        }
+    }
+
+    fn into_message(self) -> String {
+        match self {
+            RecordError::Type(m) | RecordError::Value(m) => m,
+        }
+    }
+}
+
+fn parse_record(rtype: &str, value: &str, origin: &str) -> Result<RecordData, RecordError> {
+    match parse_record_value(rtype, value, origin) {
+        Ok(Some(data)) => Ok(data),
+        Ok(None) => Err(RecordError::Type(format!(
+            "unsupported record type {rtype:?} (A, AAAA, CNAME, TXT, MX, SRV, CAA, NS or PTR; the SOA comes from the zone's soa key)",
+            rtype = rtype.to_ascii_uppercase()
+        ))),
+        Err(e) => Err(RecordError::Value(e)),
+    }
+}
+
+/// The record's data, or `None` when geode does not serve its type.
+fn parse_record_value(
+    rtype: &str,
+    value: &str,
+    origin: &str,
+) -> Result<Option<RecordData>, String> {
     let fields: Vec<&str> = value.split_whitespace().collect();
     let name = |s: &str| qualify(s, origin);
     let num = |s: &str, what: &str| {
@@ -484,32 +525,32 @@ fn parse_record(rtype: &str, value: &str, origin: &str) -> Result<RecordData, St
         "A" => value
             .trim()
             .parse()
-            .map(RecordData::A)
+            .map(|a| Some(RecordData::A(a)))
             .map_err(|_| format!("invalid IPv4 address {value:?}")),
         "AAAA" => value
             .trim()
             .parse()
-            .map(RecordData::Aaaa)
+            .map(|a| Some(RecordData::Aaaa(a)))
             .map_err(|_| format!("invalid IPv6 address {value:?}")),
-        "CNAME" => Ok(RecordData::Cname(name(value)?)),
-        "NS" => Ok(RecordData::Ns(name(value)?)),
-        "PTR" => Ok(RecordData::Ptr(name(value)?)),
-        "TXT" => Ok(RecordData::Txt(parse_txt(value)?)),
+        "CNAME" => Ok(Some(RecordData::Cname(name(value)?))),
+        "NS" => Ok(Some(RecordData::Ns(name(value)?))),
+        "PTR" => Ok(Some(RecordData::Ptr(name(value)?))),
+        "TXT" => Ok(Some(RecordData::Txt(parse_txt(value)?))),
         "MX" => {
             want(2, "PREFERENCE EXCHANGE")?;
-            Ok(RecordData::Mx {
+            Ok(Some(RecordData::Mx {
                 preference: num(fields[0], "preference")?,
                 exchange: name(fields[1])?,
-            })
+            }))
         }
         "SRV" => {
             want(4, "PRIORITY WEIGHT PORT TARGET")?;
-            Ok(RecordData::Srv {
+            Ok(Some(RecordData::Srv {
                 priority: num(fields[0], "priority")?,
                 weight: num(fields[1], "weight")?,
                 port: num(fields[2], "port")?,
                 target: name(fields[3])?,
-            })
+            }))
         }
         "CAA" => {
             let mut parts = value.trim().splitn(3, char::is_whitespace);
@@ -528,15 +569,13 @@ fn parse_record(rtype: &str, value: &str, origin: &str) -> Result<RecordData, St
                 ));
             }
             let val = val.trim().trim_matches('"').to_string();
-            Ok(RecordData::Caa {
+            Ok(Some(RecordData::Caa {
                 critical: flags & 0x80 != 0,
                 tag: tag.to_string(),
                 value: val,
-            })
+            }))
         }
-        other => Err(format!(
-            "unsupported record type {other:?} (A, AAAA, CNAME, TXT, MX, SRV, CAA, NS or PTR; the SOA comes from the zone's soa key)"
-        )),
+        _ => Ok(None),
     }
 }
 
@@ -820,12 +859,7 @@ impl Validator<'_> {
                 let data = match parse_record(&r.rtype, &r.value, &origin) {
                     Ok(d) => d,
                     Err(e) => {
-                        let field = if e.starts_with("unsupported record type") {
-                            "type"
-                        } else {
-                            "value"
-                        };
-                        self.err(&[&rp[..], &[field]].concat(), e);
+                        self.err(&[&rp[..], &[e.key()]].concat(), e.into_message());
                         continue;
                     }
                 };
@@ -1474,24 +1508,9 @@ fn forbidden_char(s: &str, header_value: bool) -> Option<String> {
 }
 
 /// The start-only keys whose values differ: a reload that changes any is refused by name.
+/// Which keys are start-only is decided in one place, [`ServerSettings::start_only_changes`].
 pub fn start_only_changes(old: &ServerSettings, new: &ServerSettings) -> Vec<&'static str> {
-    let mut out = Vec::new();
-    if old.dns_listen != new.dns_listen {
-        out.push("server.dns_listen");
-    }
-    if old.http_listen != new.http_listen {
-        out.push("server.http_listen");
-    }
-    if old.udp_sockets != new.udp_sockets {
-        out.push("server.udp_sockets");
-    }
-    if old.tcp_max_connections != new.tcp_max_connections {
-        out.push("server.tcp_max_connections");
-    }
-    if old.tcp_idle_timeout != new.tcp_idle_timeout {
-        out.push("server.tcp_idle_timeout");
-    }
-    out
+    old.start_only_changes(new)
 }
 
 #[cfg(test)]

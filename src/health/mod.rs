@@ -31,7 +31,7 @@ pub use hysteresis::{Flip, Hysteresis};
 pub use schedule::LatenessLog;
 
 use crate::metrics::Metrics;
-use crate::model::{EndpointKey, HealthCell, Model, Probed};
+use crate::model::{EndpointKey, HealthCell, Model, Probed, min_healthy_met};
 use schedule::{FIRST_ROUND_SLACK, Plan};
 use task::{Last, ProbeTask};
 
@@ -173,6 +173,20 @@ impl HealthTable {
     /// The returned [`FirstRound`] completes when every endpoint new in this sync has had
     /// its first probe result.
     pub fn sync(self: &Arc<Self>, model: &mut Model) -> FirstRound {
+        self.sync_model(model)
+    }
+
+    /// [`HealthTable::sync`] on a loaded config, typed as attached so a snapshot can be
+    /// built from it.
+    pub fn attach(
+        self: &Arc<Self>,
+        mut loaded: crate::config::Loaded,
+    ) -> (crate::snapshot::HealthAttached, FirstRound) {
+        let first_round = self.sync_model(&mut loaded.model);
+        (crate::snapshot::HealthAttached::synced(loaded), first_round)
+    }
+
+    fn sync_model(self: &Arc<Self>, model: &mut Model) -> FirstRound {
         let checks: Vec<_> = model
             .probed_endpoints()
             .map(|(key, _, _, check)| (key, check.clone()))
@@ -385,7 +399,7 @@ impl RegionCells {
     /// Probed state only: drain is the router's business, not health's.
     fn is_up(&self) -> bool {
         let up = self.cells.iter().filter(|c| c.get() == Probed::Up).count();
-        u64::from(self.always_up) + up as u64 >= u64::from(self.min_healthy)
+        min_healthy_met(self.min_healthy, u64::from(self.always_up) + up as u64)
     }
 }
 

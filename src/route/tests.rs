@@ -9,11 +9,13 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use super::decision::{Cand, Metric, SMALL, Status, TIE_BOUND, rank_key, tie_limit};
+use super::memo::MemoSlot;
 use super::*;
 use crate::config::parse_client_key;
 use crate::model::{
-    AddrList, ClientKey, Coordinates, HealthCell, KeyedTable, LatencyRow, Region, ServerSettings,
-    Service,
+    AddrList, AllDown, ClientKey, ClientSource, Coordinates, HealthCell, KeyedTable, LatencyRow,
+    LocatedBy, Outcome, Policy, Region, RegionId, ServerSettings, Service,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -1674,4 +1676,24 @@ fn route_memo_stays_out_of_cidr_keyed_models() {
 fn route_memo_is_80_kib() {
     // RouteMemo::SLOTS documents the memo's size; the RSS budget counts on it.
     assert_eq!(std::mem::size_of::<MemoSlot>() * RouteMemo::SLOTS, 80 << 10);
+}
+
+#[test]
+fn mix_is_splitmix64_and_never_changes() {
+    // The first outputs of SplitMix64 seeded with 0 (Steele, Lea, Flood 2014): `mix` of
+    // the state before each step. A fleet hashes clients alike only while these hold.
+    let mut state = 0u64;
+    let mut outputs = Vec::new();
+    for _ in 0..3 {
+        outputs.push(mix(state));
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    }
+    assert_eq!(
+        outputs,
+        [
+            0xe220_a839_7b1d_cdaf,
+            0x6e78_9e6a_a1b9_65f4,
+            0x06c4_5d18_8009_454f
+        ]
+    );
 }

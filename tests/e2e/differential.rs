@@ -131,7 +131,7 @@ fn build(text: &str, metrics: &Metrics) -> Snapshot {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("geode.toml");
     std::fs::write(&path, text).unwrap();
-    let (loaded, geo) = geode::app::load(&path, None).expect("config loads");
+    let (loaded, geo) = geode::state::load(&path, None).expect("config loads");
     for r in &loaded.model.regions {
         for e in &r.endpoints {
             e.health.set(if r.name == "down" {
@@ -141,7 +141,11 @@ fn build(text: &str, metrics: &Metrics) -> Snapshot {
             });
         }
     }
-    Snapshot::build(loaded, geo, metrics)
+    Snapshot::build(
+        geode::snapshot::HealthAttached::unprobed(loaded),
+        geo,
+        metrics,
+    )
 }
 
 /// Deterministic xorshift so the corpus is the same on every run.

@@ -1,0 +1,219 @@
+//! The route memo: nearest-region decisions remembered by client place, for one query
+//! loop (see [`RouteMemo`]).
+
+use super::decision::{LazyHash, SMALL, Work, begin, decide, fill_addrs, location_scope};
+use super::{HealthView, mix, route_into};
+use crate::model::{ClientLocation, Decision, Family, Model, Outcome, Policy, RegionId, ServiceId};
+
+/// What a memoised decision depended on: the service, the family and the located
+/// client's place. Nothing else about the client counts for the decisions kept (see
+/// [`RouteMemo`]).
+/// Packed to 24 bytes (the `Option`s cost 16 more) so more places fit in cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct MemoKey {
+    /// Latitude and longitude as bits: equal bits rank the same.
+    lat: u64,
+    lon: u64,
+    service: ServiceId,
+    country: [u8; 2],
+    continent: [u8; 2],
+    /// Bit 0: IPv6; bits 1-3: coordinates, country, continent present.
+    flags: u8,
+}
+
+impl MemoKey {
+    fn new(service: ServiceId, family: Family, client: &ClientLocation) -> MemoKey {
+        // Every field named, none behind `..`: a field added to `ClientLocation` fails
+        // to compile here until someone decides whether kept decisions depend on it.
+        let ClientLocation {
+            coords,
+            country,
+            continent,
+            // Not read by the decisions kept: the memo serves no service or latency
+            // table with cidr rows, so the address matters only through the place it
+            // located to (and the affinity hash, which makes the decision `Hashed`).
+            ip: _,
+            // Read only through `ip` (the affinity prefix), as above.
+            source: _,
+            // Which table located the client; the place itself is in the key.
+            by: _,
+            // Re-derived from the client on every hit (`location_scope`).
+            scope: _,
+        } = *client;
+        let (lat, lon) = coords.map_or((0, 0), |c| (c.lat.to_bits(), c.lon.to_bits()));
+        MemoKey {
+            lat,
+            lon,
+            service,
+            country: country.unwrap_or_default(),
+            continent: continent.unwrap_or_default(),
+            flags: u8::from(family == Family::V6)
+                | u8::from(coords.is_some()) << 1
+                | u8::from(country.is_some()) << 2
+                | u8::from(continent.is_some()) << 3,
+        }
+    }
+
+    fn hash(&self) -> u64 {
+        let small = u64::from(self.service)
+            | u64::from(u16::from_le_bytes(self.country)) << 16
+            | u64::from(u16::from_le_bytes(self.continent)) << 32
+            | u64::from(self.flags) << 48;
+        mix(self.lat ^ mix(self.lon ^ mix(small)))
+    }
+}
+
+/// A decision as a memo keeps it: everything but the addresses (rebuilt from the region,
+/// a few loads) and the scope (the client's, or 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Kept {
+    /// The answer depended on the client subnet's hash: route afresh. (Also what an
+    /// unused slot holds; its era 0 never matches.)
+    #[default]
+    Hashed,
+    /// The decision, whoever in this place asks.
+    Fixed {
+        outcome: Outcome,
+        region: Option<RegionId>,
+        fail_open: bool,
+        by_location: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct MemoSlot {
+    /// [`RouteMemo::era`] when written; a slot of another era is empty.
+    era: u32,
+    key: MemoKey,
+    kept: Kept,
+}
+
+/// Nearest-region decisions remembered by client place, for one query loop.
+///
+/// A GeoIP database maps millions of networks to a few hundred thousand places, and
+/// traffic concentrates on far fewer: the ranking of a service's regions (distances,
+/// latency row, tie set, health) is the same for every client in one place. The memo
+/// keeps the outcome for (service, family, country, continent, coordinates) when that
+/// outcome did not depend on the client subnet's hash (a tie set of one region, no
+/// address rotation), and the query path then only rebuilds the address list.
+///
+/// Exactness: the memo serves only `nearest` services whose fence has no cidr rows, in
+/// a model whose latency table has none, so nothing else about the client is read by the
+/// decision; the scope is re-derived from the client. [`RouteMemo::sync`] forgets every
+/// slot when the snapshot generation or the health epoch changes, so a kept decision
+/// always saw the same regions and health states a fresh one would.
+#[derive(Debug, Default)]
+pub struct RouteMemo {
+    slots: Vec<MemoSlot>,
+    era: u32,
+    stamp: (u64, u64),
+    hits: u64,
+}
+
+impl RouteMemo {
+    /// Slots per memo (a power of two): 80 KiB, touched only as it fills.
+    pub const SLOTS: usize = 2048;
+
+    /// Decisions served from the memo so far.
+    pub fn hits(&self) -> u64 {
+        self.hits
+    }
+
+    /// Starts a new era when the model (`generation`) or health (`epoch`) changed.
+    #[inline]
+    pub fn sync(&mut self, generation: u64, epoch: u64) {
+        if self.era == 0 || self.stamp != (generation, epoch) {
+            self.stamp = (generation, epoch);
+            if self.era == u32::MAX {
+                // Eras are about to repeat: old slots must not look current.
+                self.slots.fill(MemoSlot::default());
+                self.era = 0;
+            }
+            self.era += 1;
+        }
+    }
+
+    /// [`route_into`], from the memo when this place was decided in this era. Call
+    /// [`RouteMemo::sync`] first.
+    #[inline]
+    pub fn route_into(
+        &mut self,
+        model: &Model,
+        service: ServiceId,
+        family: Family,
+        client: &ClientLocation,
+        health: &impl HealthView,
+        out: &mut Decision,
+    ) {
+        let svc = &model.services[usize::from(service)];
+        if svc.policy != Policy::Nearest
+            || svc.regions.len() > SMALL
+            || !svc.fence.cidr.is_empty()
+            || !model.latency.cidr.is_empty()
+            || self.era == 0
+        {
+            return route_into(model, service, family, client, health, out);
+        }
+        if self.slots.is_empty() {
+            self.slots = vec![MemoSlot::default(); Self::SLOTS];
+        }
+        let key = MemoKey::new(service, family, client);
+        let at = key.hash() as usize & (Self::SLOTS - 1);
+        let slot = self.slots[at];
+        if slot.era == self.era && slot.key == key {
+            match slot.kept {
+                Kept::Fixed {
+                    outcome,
+                    region,
+                    fail_open,
+                    by_location,
+                } => {
+                    self.hits += 1;
+                    begin(out, svc.ttl);
+                    out.outcome = outcome;
+                    out.region = region;
+                    out.scope = location_scope(by_location, client);
+                    if let Some(rid) = region {
+                        let mut hash = LazyHash {
+                            client,
+                            service,
+                            value: None,
+                        };
+                        // Kept only when the list was not rotated, so it is again not.
+                        fill_addrs(
+                            model,
+                            svc.max_answers,
+                            rid,
+                            family,
+                            fail_open,
+                            health,
+                            &mut hash,
+                            out,
+                        );
+                    }
+                    return;
+                }
+                Kept::Hashed => {
+                    return route_into(model, service, family, client, health, out);
+                }
+            }
+        }
+        let mut w = Work::<SMALL>::new(out);
+        decide(&mut w, model, service, family, client, health);
+        let kept = if w.depends_on_hash {
+            Kept::Hashed
+        } else {
+            Kept::Fixed {
+                outcome: w.decision.outcome,
+                region: w.decision.region,
+                fail_open: w.fail_open,
+                by_location: w.depends_on_location,
+            }
+        };
+        self.slots[at] = MemoSlot {
+            era: self.era,
+            key,
+            kept,
+        };
+    }
+}
