@@ -108,6 +108,8 @@ pub struct App {
     pub ready: Arc<AtomicBool>,
     /// Serializes reloads (SIGHUP and file events may race).
     pub reload_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Runtime overrides (`[admin]`); `None` = the admin API is disabled.
+    pub admin: Option<Arc<crate::admin::AdminStore>>,
 }
 
 /// Unix time now, seconds.
@@ -137,10 +139,26 @@ pub async fn serve(config_path: PathBuf, overrides: Overrides) -> Result<(), App
         None => None,
     };
     let metrics = Arc::new(Metrics::new()?);
+    let admin = match &loaded.admin {
+        None => None,
+        Some(settings) => Some(
+            crate::admin::AdminStore::open(settings, metrics.clone()).map_err(|e| ConfigError {
+                problems: vec![loaded.source.problem(&["admin", "state_file"], e)],
+            })?,
+        ),
+    };
     let health = HealthTable::new(metrics.clone());
     let first_round = health.sync(&mut loaded.model);
     let settings = loaded.model.server.clone();
     let snapshot = Snapshot::build(loaded, geo, &metrics);
+    match &admin {
+        Some(store) => store.attach(&snapshot),
+        None => crate::admin::publish_drained(
+            &metrics,
+            &snapshot.model,
+            &crate::overrides::AdminView::none(),
+        ),
+    }
     metrics.reload_success.inc();
     metrics.last_reload.set(unix_now());
     let app = App {
@@ -151,7 +169,12 @@ pub async fn serve(config_path: PathBuf, overrides: Overrides) -> Result<(), App
         overrides,
         ready: Arc::new(AtomicBool::new(false)),
         reload_lock: Arc::new(tokio::sync::Mutex::new(())),
+        admin,
     };
+    let expiry = app
+        .admin
+        .as_ref()
+        .map(|store| store.spawn_expiry(app.shared.clone()));
     let http = http_listener.map(|l| crate::http::serve(l, app.clone()));
 
     first_round.wait().await;
@@ -176,6 +199,9 @@ pub async fn serve(config_path: PathBuf, overrides: Overrides) -> Result<(), App
         warn!("drain timed out after 5s; exiting anyway");
     }
     health.shutdown();
+    if let Some(e) = expiry {
+        e.abort();
+    }
     if let Some(h) = http {
         h.abort();
     }

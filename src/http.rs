@@ -38,9 +38,16 @@ pub fn serve(listener: tokio::net::TcpListener, app: App) -> JoinHandle<()> {
         .route("/readyz", get(readyz))
         .route("/status", get(status))
         .route("/explain", get(explain))
-        .with_state(app);
+        .with_state(app.clone());
+    // `/api/v1/` (runtime overrides) exists only with `[admin]`: 404 otherwise.
+    let router = match crate::admin_api::router(&app) {
+        Some(api) => router.merge(api),
+        None => router,
+    };
     tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
+        // Connect info: every admin change logs the address it came from.
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        let _ = axum::serve(listener, service).await;
     })
 }
 
@@ -63,6 +70,7 @@ async fn readyz(State(app): State<App>) -> Response {
 
 async fn status(State(app): State<App>) -> Response {
     let snap = app.shared.load();
+    let admin = snap.admin.load();
     let probed = app.health.status();
     let mut by_ep: HashMap<(String, String), serde_json::Value> = HashMap::new();
     for s in probed {
@@ -73,8 +81,10 @@ async fn status(State(app): State<App>) -> Response {
         .model
         .regions
         .iter()
-        .map(|r| {
+        .enumerate()
+        .map(|(rid, r)| {
             use crate::route::HealthView;
+            let rid = rid as crate::model::RegionId;
             let up = r
                 .endpoints
                 .iter()
@@ -85,15 +95,19 @@ async fn status(State(app): State<App>) -> Response {
                 .iter()
                 .map(|e| {
                     let probe = by_ep.remove(&(r.name.clone(), e.address.to_string()));
-                    json!({
+                    let mut v = json!({
                         "address": e.address.to_string(),
                         "check": e.check.map(|c| snap.model.checks[usize::from(c)].name.clone()),
                         "up": LiveHealth.endpoint_up(e),
                         "probe": probe,
-                    })
+                    });
+                    if let Some(o) = v.as_object_mut() {
+                        o.extend(crate::admin_api::endpoint_status(&admin, rid, e));
+                    }
+                    v
                 })
                 .collect();
-            json!({
+            let mut v = json!({
                 "name": r.name,
                 "up": up as u32 >= r.min_healthy,
                 "endpoints_up": up,
@@ -102,7 +116,11 @@ async fn status(State(app): State<App>) -> Response {
                 "weight": r.weight,
                 "location": r.location.map(|l| json!({"lat": l.lat, "lon": l.lon})),
                 "endpoints": endpoints,
-            })
+            });
+            if let Some(o) = v.as_object_mut() {
+                o.extend(crate::admin_api::region_status(&snap, &admin, rid));
+            }
+            v
         })
         .collect();
     let loaded = snap
@@ -124,6 +142,7 @@ async fn status(State(app): State<App>) -> Response {
             "ttl": s.ttl,
         })).collect::<Vec<_>>(),
         "regions": regions,
+        "admin": crate::admin_api::admin_status(&app, &admin),
     }))
     .into_response()
 }
@@ -154,7 +173,8 @@ async fn explain(State(app): State<App>, Query(p): Query<ExplainParams>) -> Resp
         }
     }
     let snap = app.shared.load();
-    match snap.explain(&p.name, &p.qtype, client, &LiveHealth) {
+    let admin = snap.admin.load();
+    match snap.explain(&p.name, &p.qtype, client, &crate::route::Live(&admin)) {
         Ok(e) => Json(e).into_response(),
         Err(e) => bad(e),
     }

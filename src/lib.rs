@@ -13,6 +13,9 @@
 //!  reload (SIGHUP, file watch) ─► config::load ─► Snapshot::build ─► swap
 //! ```
 
+pub mod admin;
+pub mod admin_api;
+pub mod admin_cli;
 pub mod app;
 pub mod config;
 pub mod countries;
@@ -22,6 +25,7 @@ pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod model;
+pub mod overrides;
 pub mod reload;
 pub mod route;
 pub mod snapshot;

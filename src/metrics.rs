@@ -35,6 +35,22 @@ pub const BUILD_INFO: &str = "geode_build_info";
 /// (README "Metrics"), so an operator can see what share of UDP answers came from the
 /// answer cache.
 pub const ANSWER_CACHE: &str = "geode_dns_answer_cache_total";
+/// `geode_region_drained{region}`: 1 while the region is drained by config or override.
+pub const REGION_DRAINED: &str = "geode_region_drained";
+/// `geode_admin_changes_total{action}`: runtime override changes (and expiries).
+pub const ADMIN_CHANGES: &str = "geode_admin_changes_total";
+
+/// The `action` label values of [`ADMIN_CHANGES`].
+pub const ADMIN_ACTIONS: [&str; 8] = [
+    "drain",
+    "undrain",
+    "weight",
+    "weight_clear",
+    "force_up",
+    "force_down",
+    "force_clear",
+    "expire",
+];
 
 /// Transport a query came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +117,10 @@ pub struct Metrics {
     pub answer_cache_hit: IntCounter,
     /// UDP queries looked up in the answer cache and not found there.
     pub answer_cache_miss: IntCounter,
+    /// Drained state by region (config or override).
+    pub region_drained: IntGaugeVec,
+    /// Runtime override changes by action ([`ADMIN_ACTIONS`]).
+    pub admin_changes: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -191,6 +211,22 @@ impl Metrics {
         )?;
         reg(Box::new(build.clone()))?;
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let region_drained = IntGaugeVec::new(
+            Opts::new(
+                REGION_DRAINED,
+                "1 while the region is drained, by config (drain = true) or by a runtime override.",
+            ),
+            &["region"],
+        )?;
+        reg(Box::new(region_drained.clone()))?;
+        let admin_changes = IntCounterVec::new(
+            Opts::new(
+                ADMIN_CHANGES,
+                "Runtime override changes made through the admin API, and expiries, by action.",
+            ),
+            &["action"],
+        )?;
+        reg(Box::new(admin_changes.clone()))?;
         #[cfg(target_os = "linux")]
         reg(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -211,6 +247,8 @@ impl Metrics {
             geoip_miss: geoip.with_label_values(&["miss"]),
             answer_cache_hit: cache.with_label_values(&["hit"]),
             answer_cache_miss: cache.with_label_values(&["miss"]),
+            region_drained,
+            admin_changes,
             registry,
         })
     }

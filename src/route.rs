@@ -24,17 +24,40 @@ use serde::Serialize;
 
 use crate::model::{
     AllDown, ClientLocation, ClientSource, Decision, Endpoint, Family, LocatedBy,
-    MAX_SERVICE_REGIONS, Model, Outcome, Policy, Probed, Region, RegionId, ServiceId, code_str,
-    hav_to_km, km_to_hav,
+    MAX_SERVICE_REGIONS, Model, Outcome, Policy, Probed, Region, RegionId, Service, ServiceId,
+    code_str, hav_to_km, km_to_hav,
 };
+use crate::overrides::AdminView;
 
 /// Working-array size used for services with at most this many regions.
 const SMALL: usize = 8;
 
-/// Tells the router whether an endpoint is up.
+/// The live state the router reads besides the config: probed health and, through the
+/// provided methods, operator overrides (drain, weight, forced endpoints). The defaults
+/// are the config's own values, so a view without overrides implements only
+/// [`HealthView::endpoint_up`].
 pub trait HealthView {
     /// True when the endpoint passes its probes (or has none).
     fn endpoint_up(&self, ep: &Endpoint) -> bool;
+
+    /// True when endpoint `ep` of region `rid` counts as up for routing: an operator's
+    /// force wins over its probes.
+    #[inline]
+    fn endpoint_up_in(&self, _rid: RegionId, ep: &Endpoint) -> bool {
+        self.endpoint_up(ep)
+    }
+
+    /// True when region `rid` is drained, by config or by an override.
+    #[inline]
+    fn drained(&self, _rid: RegionId, region: &Region) -> bool {
+        region.drain
+    }
+
+    /// Region `rid`'s weight for service `sid`: an override, else the configured one.
+    #[inline]
+    fn weight(&self, _sid: ServiceId, svc: &Service, rid: RegionId, region: &Region) -> u32 {
+        svc.weight(rid, region)
+    }
 }
 
 /// The production view: the probed state published by the health tasks.
@@ -45,6 +68,38 @@ impl HealthView for LiveHealth {
     #[inline]
     fn endpoint_up(&self, ep: &Endpoint) -> bool {
         ep.check.is_none() || ep.health.get() == Probed::Up
+    }
+}
+
+/// The production view with the operator overrides of the snapshot's
+/// [`AdminView`] applied over the probed state.
+#[derive(Debug, Clone, Copy)]
+pub struct Live<'a>(pub &'a AdminView);
+
+impl HealthView for Live<'_> {
+    #[inline]
+    fn endpoint_up(&self, ep: &Endpoint) -> bool {
+        LiveHealth.endpoint_up(ep)
+    }
+
+    #[inline]
+    fn endpoint_up_in(&self, rid: RegionId, ep: &Endpoint) -> bool {
+        match self.0.forced(rid, ep) {
+            Some(up) => up,
+            None => LiveHealth.endpoint_up(ep),
+        }
+    }
+
+    #[inline]
+    fn drained(&self, rid: RegionId, region: &Region) -> bool {
+        region.drain || self.0.drained(rid)
+    }
+
+    #[inline]
+    fn weight(&self, sid: ServiceId, svc: &Service, rid: RegionId, region: &Region) -> u32 {
+        self.0
+            .weight(sid, rid)
+            .unwrap_or_else(|| svc.weight(rid, region))
     }
 }
 
@@ -90,6 +145,8 @@ struct Cand {
     order: u8,
     status: Status,
     metric: Metric,
+    /// The region's weight for this service (config or override).
+    weight: u32,
     live: bool,
     tie: bool,
     picked: bool,
@@ -248,25 +305,23 @@ impl LazyHash<'_> {
 /// weight 0 (standby regions share evenly among themselves). A pool of one is that
 /// region whatever the hash, so the hash is not asked for.
 fn weighted_pick(
-    model: &Model,
-    pool: impl Iterator<Item = RegionId> + Clone,
+    pool: impl Iterator<Item = (RegionId, u32)> + Clone,
     hash: &mut LazyHash<'_>,
 ) -> Option<RegionId> {
     let mut members = pool.clone();
-    let first = members.next()?;
+    let (first, _) = members.next()?;
     if members.next().is_none() {
         return Some(first);
     }
-    let weight = |r: RegionId| model.regions[usize::from(r)].weight;
-    let any_weight = pool.clone().any(|r| weight(r) > 0);
-    let w = |r: RegionId| if any_weight { u64::from(weight(r)) } else { 1 };
-    let total: u64 = pool.clone().map(w).sum();
+    let any_weight = pool.clone().any(|(_, w)| w > 0);
+    let w = |weight: u32| if any_weight { u64::from(weight) } else { 1 };
+    let total: u64 = pool.clone().map(|(_, weight)| w(weight)).sum();
     if total == 0 {
         return None;
     }
     let mut r = hash.get() % total;
-    for region in pool {
-        let cw = w(region);
+    for (region, weight) in pool {
+        let cw = w(weight);
         if r < cw {
             return Some(region);
         }
@@ -304,7 +359,7 @@ fn fill_addrs(
     let region = &model.regions[usize::from(rid)];
     let max = usize::from(max_answers);
     let usable =
-        |ep: &Endpoint| family_matches(ep, family) && (fail_open || health.endpoint_up(ep));
+        |ep: &Endpoint| family_matches(ep, family) && (fail_open || health.endpoint_up_in(rid, ep));
     let n = region.endpoints.iter().filter(|ep| usable(ep)).count();
     let rotated = n > max;
     let skip = if rotated {
@@ -400,7 +455,7 @@ fn decide<const N: usize>(
     // 1. Candidates and 2. health.
     for (order, &rid) in svc.regions.iter().enumerate() {
         let region = &model.regions[usize::from(rid)];
-        let status = if region.drain {
+        let status = if health.drained(rid, region) {
             Status::Drained
         } else if fence
             .as_ref()
@@ -412,7 +467,7 @@ fn decide<const N: usize>(
         } else {
             let (mut up, mut up_family) = (0u32, 0u32);
             for ep in &region.endpoints {
-                if health.endpoint_up(ep) {
+                if health.endpoint_up_in(rid, ep) {
                     up += 1;
                     up_family += u32::from(family_matches(ep, family));
                 }
@@ -431,6 +486,7 @@ fn decide<const N: usize>(
             order: order as u8,
             status,
             metric: Metric::Order,
+            weight: health.weight(service, svc, rid, region),
             live: status == Status::Up,
             tie: false,
             picked: false,
@@ -472,11 +528,10 @@ fn decide<const N: usize>(
     }
 
     // Standby: weight-0 regions only serve when no weighted region is live.
-    let weight_of = |c: &Cand| model.regions[usize::from(c.region)].weight;
-    if w.cands.iter().any(|c| c.live && weight_of(c) > 0) {
+    if w.cands.iter().any(|c| c.live && c.weight > 0) {
         w.cands
             .iter_mut()
-            .filter(|c| weight_of(c) == 0)
+            .filter(|c| c.weight == 0)
             .for_each(|c| c.live = false);
     }
 
@@ -502,8 +557,12 @@ fn decide<const N: usize>(
                 .filter(|c| c.live)
                 .for_each(|c| c.tie = true);
             w.depends_on_hash = live_count > 1;
-            let ties = w.cands.iter().filter(|c| c.tie).map(|c| c.region);
-            weighted_pick(model, ties, &mut hash)
+            let ties = w
+                .cands
+                .iter()
+                .filter(|c| c.tie)
+                .map(|c| (c.region, c.weight));
+            weighted_pick(ties, &mut hash)
         }
         Policy::Nearest => {
             let row = model.latency.lookup(client);
@@ -561,8 +620,8 @@ fn decide<const N: usize>(
             let pool = ties
                 .iter()
                 .filter_map(|k| w.cands.get(usize::from(*k as u8)))
-                .map(|c| c.region);
-            weighted_pick(model, pool, &mut hash)
+                .map(|c| (c.region, c.weight));
+            weighted_pick(pool, &mut hash)
         }
     };
 
@@ -800,7 +859,7 @@ pub struct CandidateTrace {
     /// Why it ranks where it does: "latency continent:EU 18 ms", "distance 1234 km",
     /// "regions order 2".
     pub rank_reason: String,
-    /// Configured weight.
+    /// Weight for this service (configured, or an override's).
     pub weight: u32,
     /// Considered for the answer (up, or failing open).
     pub considered: bool,
@@ -808,6 +867,9 @@ pub struct CandidateTrace {
     pub tie: bool,
     /// The region answered with.
     pub picked: bool,
+    /// Operator overrides in force on this region, one line each (filled in by the
+    /// caller that has them: [`crate::overrides::AdminView::annotate`]).
+    pub overrides: Vec<String>,
 }
 
 /// Why a client got its answer; printed by `geode explain`, served by `/explain`.
@@ -902,10 +964,11 @@ pub fn explain(
                     Metric::Distance(a) => format!("distance {:.0} km", hav_to_km(a)),
                     Metric::Order => format!("regions order {}", c.order + 1),
                 },
-                weight: region.weight,
+                weight: c.weight,
                 considered: c.live,
                 tie: c.tie,
                 picked: c.picked,
+                overrides: Vec::new(),
             }
         })
         .collect();
@@ -1004,6 +1067,9 @@ impl std::fmt::Display for Explanation {
                 c.rank_reason,
                 c.weight
             )?;
+            for o in &c.overrides {
+                writeln!(f, "        {o}")?;
+            }
         }
         let addrs: Vec<String> = self.answer.iter().map(|a| a.to_string()).collect();
         writeln!(

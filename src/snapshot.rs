@@ -13,7 +13,8 @@ use crate::config::Loaded;
 use crate::dns::zones::ZoneIndex;
 use crate::geo::GeoDb;
 use crate::metrics::Metrics;
-use crate::model::Model;
+use crate::model::{AdminSettings, Model};
+use crate::overrides::AdminView;
 
 /// Everything one query needs, immutable.
 #[derive(Debug)]
@@ -37,6 +38,12 @@ pub struct Snapshot {
     /// Unique per snapshot built in this process (never reused, unlike an address), so a
     /// cache of answers can tell which snapshot they came from.
     pub generation: u64,
+    /// `[admin]` as loaded with this config (the API reads its token from here).
+    pub admin_settings: Option<AdminSettings>,
+    /// The runtime overrides in force over this model: replaced (not the snapshot) when
+    /// an override changes or expires, loaded once per routed query. Empty until the
+    /// admin store attaches its view (`crate::admin`).
+    pub admin: ArcSwap<AdminView>,
 }
 
 /// Source of [`Snapshot::generation`].
@@ -48,7 +55,11 @@ pub type Shared = Arc<ArcSwap<Snapshot>>;
 impl Snapshot {
     /// Compiles a loaded config (whose endpoints already carry their health cells).
     pub fn build(loaded: Loaded, geo: Option<Arc<GeoDb>>, metrics: &Metrics) -> Snapshot {
-        let Loaded { model, source } = loaded;
+        let Loaded {
+            model,
+            admin,
+            source,
+        } = loaded;
         let zones = ZoneIndex::build(&model);
         let fast = crate::dns::fast::FastIndex::build(&model, &zones);
         let answer_counters = model
@@ -72,6 +83,8 @@ impl Snapshot {
             hash: source.hash.clone(),
             loaded_at: SystemTime::now(),
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
+            admin_settings: admin,
+            admin: ArcSwap::from_pointee(AdminView::none()),
         }
     }
 }
@@ -157,12 +170,8 @@ impl Snapshot {
             None => (client.addr, ClientSource::Resolver),
         };
         let (loc, _) = crate::geo::locate(&self.model, self.geo.as_deref(), ip, source);
-        Ok(crate::route::explain(
-            &self.model,
-            sid,
-            family,
-            &loc,
-            health,
-        ))
+        let mut exp = crate::route::explain(&self.model, sid, family, &loc, health);
+        self.admin.load().annotate(&self.model, &mut exp);
+        Ok(exp)
     }
 }

@@ -43,7 +43,7 @@ use hickory_server::zone_handler::MessageResponseBuilder;
 use crate::geo::locate;
 use crate::metrics::{Metrics, Proto, qtype_index, rcode_index};
 use crate::model::{ClientLocation, ClientSource, Family, Outcome};
-use crate::route::{LiveHealth, route};
+use crate::route::{Live, route};
 use crate::snapshot::{Shared, Snapshot};
 
 /// Longest CNAME chain followed inside our zones.
@@ -194,7 +194,7 @@ impl Handler {
                 };
                 if let Some(family) = family {
                     let loc = client.locate(snap);
-                    let d = route(&snap.model, sid, family, &loc, &LiveHealth);
+                    let d = route(&snap.model, sid, family, &loc, &Live(&snap.admin.load()));
                     reply.scope = d.scope;
                     match d.outcome {
                         Outcome::Answer => {
