@@ -11,6 +11,8 @@
 //!                 └─► route::route(model, client, health)   pure, no I/O
 //!  health tasks ─► HealthCell atomics (read lock-free by route)
 //!  reload (SIGHUP, file watch) ─► config::load ─► Snapshot::build ─► swap
+//!  admin API (/api/v1) ─► admin store ─► overrides::AdminView, published with the
+//!                         snapshot and read by route through route::Live
 //! ```
 
 pub mod admin;
