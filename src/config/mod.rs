@@ -599,9 +599,25 @@ impl Validator<'_> {
             );
             return None;
         }
+        let state_path = base.join(state_file);
+        let state_dir = state_path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if !state_dir.is_dir() {
+            // Found now rather than at the first change, in the middle of an incident.
+            self.err(
+                &["admin", "state_file"],
+                format!(
+                    "directory {} does not exist (overrides could not be saved)",
+                    state_dir.display()
+                ),
+            );
+            return None;
+        }
         Some(AdminSettings {
             token_file: path,
-            state_file: base.join(state_file),
+            state_file: state_path,
             token: Secret::new(token.to_string()),
         })
     }
