@@ -98,8 +98,8 @@ pub struct AdminStore {
 
 struct Inner {
     overrides: Overrides,
-    /// When the view was last published: expiries after it are logged at the next one.
-    published_at: Millis,
+    /// Expiries up to this time have been logged and counted.
+    expired_until: Millis,
 }
 
 impl std::fmt::Debug for AdminStore {
@@ -176,7 +176,7 @@ impl AdminStore {
             node: node_name(),
             inner: Mutex::new(Inner {
                 overrides,
-                published_at: now_ms(),
+                expired_until: now_ms(),
             }),
             wake: Notify::new(),
             metrics,
@@ -197,32 +197,29 @@ impl AdminStore {
         self.lock().overrides.clone()
     }
 
-    /// Publishes the view of the overrides over `snap` (before it is installed: a new
-    /// config) and logs dangling overrides once.
+    /// Publishes the view of the overrides over `snap`, a new config not installed yet
+    /// (the start), and logs the dangling overrides once.
     pub fn attach(&self, snap: &Snapshot) {
         let inner = self.lock();
-        let view = AdminView::build(&snap.model, &inner.overrides, now_ms());
-        for (e, why) in view.dangling() {
-            warn!("target" = %e.target, error = %why, "override is dangling: its target is not in the config; kept, no effect");
-        }
-        publish_drained(&self.metrics, &snap.model, &view);
-        snap.admin.store(Arc::new(view));
-        drop(inner);
-        self.wake.notify_one();
+        self.attach_locked(&inner, snap);
     }
 
     /// Attaches the view to `snap` and swaps it in, under the store's lock (see the
     /// module docs).
     pub fn install(&self, shared: &Shared, snap: Snapshot) {
         let inner = self.lock();
+        self.attach_locked(&inner, &snap);
+        shared.store(Arc::new(snap));
+    }
+
+    fn attach_locked(&self, inner: &Inner, snap: &Snapshot) {
         let view = AdminView::build(&snap.model, &inner.overrides, now_ms());
         for (e, why) in view.dangling() {
             warn!("target" = %e.target, error = %why, "override is dangling: its target is not in the config; kept, no effect");
         }
         publish_drained(&self.metrics, &snap.model, &view);
         snap.admin.store(Arc::new(view));
-        shared.store(Arc::new(snap));
-        drop(inner);
+        // The timer re-plans: the new model may make a kept entry count again.
         self.wake.notify_one();
     }
 
@@ -313,15 +310,15 @@ impl AdminStore {
         snap.admin.store(Arc::new(view));
         // After the store (Release): a query that sees the new epoch sees the new view.
         routing_changed();
-        inner.published_at = now;
     }
 
-    /// Republishes the view if an override expired since the last publication; logs and
-    /// counts each expiry. Returns the next expiry still to come.
+    /// Republishes the view if an override expired since the last call; logs and counts
+    /// each expiry once. Returns the next expiry still to come.
     fn expire(&self, shared: &Shared) -> Option<Millis> {
         let now = now_ms();
         let mut inner = self.lock();
-        let since = inner.published_at;
+        let since = inner.expired_until;
+        inner.expired_until = now;
         let expired: Vec<Entry> = inner
             .overrides
             .entries()

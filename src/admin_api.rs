@@ -121,7 +121,22 @@ async fn apply(api: &Api, change: Change, from: SocketAddr) -> Response {
     // The change writes and fsyncs the state file: off the runtime's worker threads.
     let result = tokio::task::spawn_blocking(move || store.change(&shared, change, from)).await;
     match result {
-        Ok(Ok(entry)) => Json(json!({ "applied": entry_json(&entry, now_ms()) })).into_response(),
+        Ok(Ok(entry)) => {
+            let mut body = json!({ "applied": entry_json(&entry, now_ms()) });
+            let snap = api.app.shared.load();
+            // An undrain removes the runtime drain only: say so when the file drains too.
+            if let (Target::Drain { region }, Action::Clear) = (&entry.target, entry.action)
+                && snap
+                    .model
+                    .region_id(region)
+                    .is_some_and(|r| snap.model.regions[usize::from(r)].drain)
+            {
+                body["note"] = json!(format!(
+                    "region {region} stays drained: drain = true in the config file"
+                ));
+            }
+            Json(body).into_response()
+        }
         Ok(Err(ChangeError::Target(e))) if e.is_not_found() => {
             error(StatusCode::NOT_FOUND, e.to_string())
         }
@@ -216,12 +231,14 @@ async fn undrain(State(api): State<Api>, req: Request) -> Response {
     apply(&api, change, from).await
 }
 
-/// `POST /api/v1/weight`: `weight` null clears the override.
+/// `POST /api/v1/weight`: `weight` null clears the override; a missing `weight` is an
+/// error, not a clear.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WeightBody {
     region: String,
-    weight: Option<u32>,
+    #[serde(default, deserialize_with = "present")]
+    weight: Option<Option<u32>>,
     service: Option<String>,
     #[serde(default)]
     reason: String,
@@ -229,10 +246,21 @@ struct WeightBody {
     ttl: Option<String>,
 }
 
+/// A key that is present, possibly null: `Some(None)` for null, `None` when absent.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<u32>>, D::Error> {
+    Option::<u32>::deserialize(d).map(Some)
+}
+
 async fn weight(State(api): State<Api>, req: Request) -> Response {
     let (b, from) = match accept::<WeightBody>(&api, req).await {
         Ok(x) => x,
         Err(r) => return r,
+    };
+    let Some(weight) = b.weight else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "weight is required: a number, or null to clear the override",
+        );
     };
     let ttl = match ttl(b.ttl.as_deref()) {
         Ok(t) => t,
@@ -243,7 +271,7 @@ async fn weight(State(api): State<Api>, req: Request) -> Response {
         Some(Ok(s)) => Some(s),
         Some(Err(e)) => return error(StatusCode::BAD_REQUEST, format!("service: {e}")),
     };
-    if b.weight.is_none() && ttl.is_some() {
+    if weight.is_none() && ttl.is_some() {
         return error(StatusCode::BAD_REQUEST, "a clear takes no `for`");
     }
     let change = Change {
@@ -251,7 +279,7 @@ async fn weight(State(api): State<Api>, req: Request) -> Response {
             region: b.region,
             service,
         },
-        action: b.weight.map_or(Action::Clear, Action::Weight),
+        action: weight.map_or(Action::Clear, Action::Weight),
         reason: b.reason,
         ttl,
     };

@@ -225,7 +225,7 @@ fn render(req: &Request, v: &Value) -> String {
         }
         _ => {
             let a = v.get("applied").unwrap_or(v);
-            format!(
+            let mut out = format!(
                 "ok: {} {}{} (state {}, expires {})\n",
                 s(a, "target"),
                 s(a, "action"),
@@ -235,7 +235,11 @@ fn render(req: &Request, v: &Value) -> String {
                     .unwrap_or_default(),
                 s(a, "state"),
                 s(a, "expires_rfc3339"),
-            )
+            );
+            if let Some(note) = v.get("note").and_then(Value::as_str) {
+                out.push_str(&format!("note: {note}\n"));
+            }
+            out
         }
     }
 }

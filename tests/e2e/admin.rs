@@ -544,6 +544,12 @@ async fn admin_refuses_missing_and_wrong_tokens_unknown_targets_and_big_bodies()
             "for:",
         ),
         ("/api/v1/drain", json!({"regoin": "a"}), 400, "invalid JSON"),
+        (
+            "/api/v1/weight",
+            json!({"region": "a"}),
+            400,
+            "weight is required",
+        ),
     ];
     for (path, body, want, text) in cases {
         let (code, resp) = post(&g, path, body.clone()).await;
