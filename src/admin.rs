@@ -156,12 +156,12 @@ pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
 }
 
 impl AdminStore {
-    /// Opens the store of `settings`, loading its state file.
-    pub fn open(
+    /// The store of `settings`, holding `overrides` (read by [`read_state`]).
+    pub fn new(
         settings: &AdminSettings,
+        overrides: Overrides,
         metrics: Arc<Metrics>,
-    ) -> Result<Arc<AdminStore>, String> {
-        let overrides = read_state(&settings.state_file)?;
+    ) -> Arc<AdminStore> {
         for a in ADMIN_ACTIONS {
             // Every action's series exists from the start, so rate() sees the first one.
             metrics.admin_changes.with_label_values(&[a]);
@@ -171,7 +171,7 @@ impl AdminStore {
             overrides = overrides.len(),
             "admin API enabled"
         );
-        Ok(Arc::new(AdminStore {
+        Arc::new(AdminStore {
             state_file: settings.state_file.clone(),
             node: node_name(),
             inner: Mutex::new(Inner {
@@ -180,7 +180,7 @@ impl AdminStore {
             }),
             wake: Notify::new(),
             metrics,
-        }))
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -420,4 +420,46 @@ pub fn entry_json(e: &Entry, now: Millis) -> serde_json::Value {
         }
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::overrides::{Action, Entry};
+
+    #[test]
+    fn state_file_is_written_whole_private_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("overrides.json");
+        assert_eq!(
+            read_state(&path).unwrap(),
+            Overrides::new(),
+            "missing = none"
+        );
+        let mut o = Overrides::new();
+        o.apply(Entry {
+            target: "drain:a".parse().unwrap(),
+            action: Action::Drain,
+            reason: "r".into(),
+            author: "n".into(),
+            at: 5,
+            expires: None,
+        });
+        write_atomic(&path, &o.to_json()).unwrap();
+        write_atomic(&path, &o.to_json()).unwrap();
+        assert_eq!(read_state(&path).unwrap(), o);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["overrides.json"], "no temporary file left behind");
+        std::fs::write(&path, "{\"version\":1,").unwrap();
+        let err = read_state(&path).unwrap_err();
+        assert!(err.contains("fix or remove it"), "{err}");
+        // A directory that does not exist: the write fails and leaves nothing.
+        assert!(write_atomic(&dir.path().join("no/such/file"), "x").is_err());
+    }
 }

@@ -132,6 +132,17 @@ pub async fn serve(config_path: PathBuf, overrides: Overrides) -> Result<(), App
         geoip = ?geo.as_ref().map(|g| g.database_type().to_string()),
         "config loaded"
     );
+    // The override state is read before anything binds, like the config: a state file
+    // that cannot be read stops the start (starting without it would undo drains).
+    let admin_state = match &loaded.admin {
+        None => None,
+        Some(settings) => Some((
+            settings.clone(),
+            crate::admin::read_state(&settings.state_file).map_err(|e| ConfigError {
+                problems: vec![loaded.source.problem(&["admin", "state_file"], e)],
+            })?,
+        )),
+    };
     // The admin socket is bound before the first probe round: a check may probe our own
     // /healthz (the demo does), and readiness must be observable while probes run.
     let http_listener = match loaded.model.server.http_listen {
@@ -139,14 +150,8 @@ pub async fn serve(config_path: PathBuf, overrides: Overrides) -> Result<(), App
         None => None,
     };
     let metrics = Arc::new(Metrics::new()?);
-    let admin = match &loaded.admin {
-        None => None,
-        Some(settings) => Some(
-            crate::admin::AdminStore::open(settings, metrics.clone()).map_err(|e| ConfigError {
-                problems: vec![loaded.source.problem(&["admin", "state_file"], e)],
-            })?,
-        ),
-    };
+    let admin = admin_state
+        .map(|(settings, state)| crate::admin::AdminStore::new(&settings, state, metrics.clone()));
     let health = HealthTable::new(metrics.clone());
     let first_round = health.sync(&mut loaded.model);
     let settings = loaded.model.server.clone();

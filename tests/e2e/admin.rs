@@ -694,3 +694,26 @@ fn admin_token_file_readable_by_everyone_is_refused_at_start() {
     );
     assert!(!stderr.contains(TOKEN));
 }
+
+#[test]
+fn admin_malformed_state_file_is_refused_at_start() {
+    let (dir, path) = setup(&config(1, 2, 3, true, "v=1"));
+    std::fs::write(dir.path().join("state/overrides.json"), "{\"version\": 1, ").unwrap();
+    let out = Command::new(GEODE)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .args([
+            "--dns-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains("admin.state_file") && stderr.contains("fix or remove it"),
+        "{stderr}"
+    );
+}
