@@ -288,17 +288,11 @@ impl AdminStore {
         inner.overrides = next;
         self.publish(&mut inner, &snap.model, &snap, now);
         drop(inner);
-        let label = entry.action.label(&entry.target);
-        info!(
-            action = label,
-            "target" = %entry.target,
-            reason = ?entry.reason,
-            from = %from,
-            author = %entry.author,
-            expires = %entry.expires.map(rfc3339).unwrap_or_else(|| "never".into()),
-            "admin change"
-        );
-        self.metrics.admin_changes.with_label_values(&[label]).inc();
+        Event::Changed {
+            entry: &entry,
+            from,
+        }
+        .emit(&self.metrics);
         self.wake.notify_one();
         Ok(entry)
     }
@@ -329,18 +323,8 @@ impl AdminStore {
         if !expired.is_empty() {
             let snap = shared.load();
             self.publish(&mut inner, &snap.model, &snap, now);
-            for e in &expired {
-                info!(
-                    action = "expire",
-                    "target" = %e.target,
-                    reason = ?e.reason,
-                    author = %e.author,
-                    "admin override expired"
-                );
-                self.metrics
-                    .admin_changes
-                    .with_label_values(&["expire"])
-                    .inc();
+            for entry in &expired {
+                Event::Expired { entry }.emit(&self.metrics);
             }
         }
         inner.overrides.next_expiry(now)
@@ -366,6 +350,46 @@ impl AdminStore {
                 }
             }
         })
+    }
+}
+
+/// Something that happened to an override: one log line and one count, from one place,
+/// so the two cannot drift apart.
+enum Event<'a> {
+    /// An operator's change through the API, from `from`.
+    Changed { entry: &'a Entry, from: SocketAddr },
+    /// An override reached its expiry.
+    Expired { entry: &'a Entry },
+}
+
+impl Event<'_> {
+    fn emit(&self, metrics: &Metrics) {
+        let label = match self {
+            Event::Changed { entry, from } => {
+                let label = entry.action.label(&entry.target);
+                info!(
+                    action = label,
+                    "target" = %entry.target,
+                    reason = ?entry.reason,
+                    from = %from,
+                    author = %entry.author,
+                    expires = %entry.expires.map(rfc3339).unwrap_or_else(|| "never".into()),
+                    "admin change"
+                );
+                label
+            }
+            Event::Expired { entry } => {
+                info!(
+                    action = "expire",
+                    "target" = %entry.target,
+                    reason = ?entry.reason,
+                    author = %entry.author,
+                    "admin override expired"
+                );
+                "expire"
+            }
+        };
+        metrics.admin_changes.with_label_values(&[label]).inc();
     }
 }
 

@@ -296,6 +296,8 @@ mod tests {
         m.reload_success.inc();
         m.geoip_hit.inc();
         m.answer_cache_hit.inc();
+        m.region_drained.with_label_values(&["eu"]).set(1);
+        m.admin_changes.with_label_values(&["drain"]).inc();
         let (_, body) = m.render();
         let text = String::from_utf8(body).unwrap();
         for name in [
@@ -311,6 +313,8 @@ mod tests {
             GEOIP_LOOKUPS,
             BUILD_INFO,
             ANSWER_CACHE,
+            REGION_DRAINED,
+            ADMIN_CHANGES,
         ] {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing");
         }
