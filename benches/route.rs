@@ -133,6 +133,7 @@ fn model() -> Model {
         max_answers: 2,
         when_all_down: AllDown::All,
         fence: KeyedTable::default(),
+        weights: vec![],
     };
     Model {
         server: ServerSettings {

@@ -64,6 +64,17 @@ pub async fn serve(config_path: PathBuf, mut overrides: Overrides) -> Result<(),
         geoip = ?geo.as_ref().map(|g| g.database_type().to_string()),
         "config loaded"
     );
+    // The override state is read before anything binds, like the config: a state file
+    // that cannot be read stops the start (starting without it would undo drains).
+    let admin_state = match &loaded.admin {
+        None => None,
+        Some(settings) => Some((
+            settings.clone(),
+            crate::admin::read_state(&settings.state_file).map_err(|e| ConfigError {
+                problems: vec![loaded.source.problem(&["admin", "state_file"], e)],
+            })?,
+        )),
+    };
     // The admin socket is bound before the first probe round: a check may probe our own
     // /healthz (the demo does), and readiness must be observable while probes run.
     let http_listener = match loaded.model.server.http_listen {
@@ -81,10 +92,20 @@ pub async fn serve(config_path: PathBuf, mut overrides: Overrides) -> Result<(),
         overrides.apply(&mut loaded);
     }
     let metrics = Arc::new(Metrics::new()?);
+    let admin = admin_state
+        .map(|(settings, state)| crate::admin::AdminStore::new(&settings, state, metrics.clone()));
     let health = HealthTable::new(metrics.clone());
     let settings = loaded.model.server.clone();
     let (attached, first_round) = health.attach(loaded);
     let snapshot = Snapshot::build(attached, geo, &metrics);
+    match &admin {
+        Some(store) => store.attach(&snapshot),
+        None => crate::admin::publish_drained(
+            &metrics,
+            &snapshot.model,
+            &crate::overrides::AdminView::none(),
+        ),
+    }
     metrics.reload_success.inc();
     metrics.last_reload.set(unix_now());
     let app = App {
@@ -96,7 +117,12 @@ pub async fn serve(config_path: PathBuf, mut overrides: Overrides) -> Result<(),
         ready: Arc::new(AtomicBool::new(false)),
         reload_lock: Arc::new(tokio::sync::Mutex::new(())),
         last_reload_failure: Arc::default(),
+        admin,
     };
+    let expiry = app
+        .admin
+        .as_ref()
+        .map(|store| store.spawn_expiry(app.shared.clone()));
     let http = http_listener.map(|l| crate::http::serve(l, app.clone()));
 
     first_round.wait().await;
@@ -123,6 +149,9 @@ pub async fn serve(config_path: PathBuf, mut overrides: Overrides) -> Result<(),
         warn!("drain timed out after 5s; exiting anyway");
     }
     health.shutdown();
+    if let Some(e) = expiry {
+        e.abort();
+    }
     if let Some(h) = http {
         h.abort();
     }

@@ -61,7 +61,12 @@ pub fn serve(listener: tokio::net::TcpListener, app: App) -> JoinHandle<()> {
         .route("/readyz", get(readyz))
         .route("/status", get(status))
         .route("/explain", get(explain))
-        .with_state(app);
+        .with_state(app.clone());
+    // `/api/v1/` (runtime overrides) exists only with `[admin]`: 404 otherwise.
+    let router = match crate::admin_api::router(&app) {
+        Some(api) => router.merge(api),
+        None => router,
+    };
     tokio::spawn(accept_loop(listener, router))
 }
 
@@ -71,8 +76,8 @@ async fn accept_loop(listener: tokio::net::TcpListener, router: Router) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut refused: u64 = 0;
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // EMFILE and friends: the connection waits in the backlog; retrying at
                 // once would spin. (axum::serve sleeps 1 s here.)
@@ -92,7 +97,12 @@ async fn accept_loop(listener: tokio::net::TcpListener, router: Router) {
             drop(stream);
             continue;
         };
-        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        // Connect info: every admin change logs the address it came from.
+        let service = hyper_util::service::TowerToHyperService::new(
+            router
+                .clone()
+                .layer(axum::Extension(axum::extract::ConnectInfo(peer))),
+        );
         tokio::spawn(async move {
             let _slot = slot;
             let last = Arc::new(AtomicU64::new(0));
@@ -197,6 +207,7 @@ async fn readyz(State(app): State<App>) -> Response {
 
 async fn status(State(app): State<App>) -> Response {
     let snap = app.shared.load();
+    let admin = snap.admin.load();
     let probed = app.health.status();
     let mut by_ep: HashMap<(String, String), serde_json::Value> = HashMap::new();
     for s in probed {
@@ -207,8 +218,10 @@ async fn status(State(app): State<App>) -> Response {
         .model
         .regions
         .iter()
-        .map(|r| {
+        .enumerate()
+        .map(|(rid, r)| {
             use crate::route::HealthView;
+            let rid = rid as crate::model::RegionId;
             let up = r
                 .endpoints
                 .iter()
@@ -219,15 +232,19 @@ async fn status(State(app): State<App>) -> Response {
                 .iter()
                 .map(|e| {
                     let probe = by_ep.remove(&(r.name.clone(), e.address.to_string()));
-                    json!({
+                    let mut v = json!({
                         "address": e.address.to_string(),
                         "check": e.check.map(|c| snap.model.checks[usize::from(c)].name.clone()),
                         "up": LiveHealth.endpoint_up(e),
                         "probe": probe,
-                    })
+                    });
+                    if let Some(o) = v.as_object_mut() {
+                        o.extend(crate::admin_api::endpoint_status(&admin, rid, e));
+                    }
+                    v
                 })
                 .collect();
-            json!({
+            let mut v = json!({
                 "name": r.name,
                 "up": r.enough_up(up as u64),
                 "endpoints_up": up,
@@ -236,7 +253,11 @@ async fn status(State(app): State<App>) -> Response {
                 "weight": r.weight,
                 "location": r.location.map(|l| json!({"lat": l.lat, "lon": l.lon})),
                 "endpoints": endpoints,
-            })
+            });
+            if let Some(o) = v.as_object_mut() {
+                o.extend(crate::admin_api::region_status(&snap, &admin, rid));
+            }
+            v
         })
         .collect();
     let loaded = snap
@@ -260,6 +281,7 @@ async fn status(State(app): State<App>) -> Response {
             "ttl": s.ttl,
         })).collect::<Vec<_>>(),
         "regions": regions,
+        "admin": crate::admin_api::admin_status(&app, &admin),
     }))
 }
 
@@ -312,7 +334,8 @@ async fn explain(
         }
     }
     let snap = app.shared.load();
-    match snap.explain(&name, &p.qtype, client, &LiveHealth) {
+    let admin = snap.admin.load();
+    match snap.explain(&name, &p.qtype, client, &crate::route::Live(&admin)) {
         Ok(e) => Json(e).into_response(),
         Err(e) => bad(e),
     }

@@ -15,8 +15,13 @@
 //!                 └─► route::route(model, client, health)   pure, no I/O
 //!  health tasks ─► HealthCell atomics (read lock-free by route)
 //!  reload (SIGHUP, file watch) ─► config::load ─► Snapshot::build ─► swap
+//!  admin API (/api/v1) ─► admin store ─► overrides::AdminView, published with the
+//!                         snapshot and read by route through route::Live
 //! ```
 
+pub mod admin;
+pub mod admin_api;
+pub mod admin_cli;
 pub mod app;
 pub mod config;
 pub mod countries;
@@ -26,6 +31,7 @@ pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod model;
+pub mod overrides;
 pub mod reload;
 pub mod route;
 pub mod snapshot;

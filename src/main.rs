@@ -58,6 +58,123 @@ enum Command {
         #[arg(default_value = "A")]
         qtype: String,
     },
+    /// Change routing at runtime on a running server (drain, weight, force; see README
+    /// "Runtime overrides"). Needs `[admin]` in its config.
+    Admin {
+        /// The server's admin HTTP address.
+        #[arg(long, global = true, default_value = "http://127.0.0.1:9153")]
+        server: String,
+        /// File holding the bearer token; else the GEODE_ADMIN_TOKEN environment variable.
+        #[arg(long = "token-file", global = true)]
+        token_file: Option<PathBuf>,
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Drain a region (like `drain = true`, at runtime).
+    Drain {
+        /// Region name.
+        region: String,
+        /// Why (logged, shown in /status and /explain).
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Undo by itself after this long ("30m", "2h").
+        #[arg(long = "for")]
+        ttl: Option<String>,
+    },
+    /// Undo a runtime drain (a drain = true in the config stays).
+    Undrain {
+        /// Region name.
+        region: String,
+        /// Why.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Set a region's weight, for every service or one; `clear` removes the override.
+    Weight {
+        /// Region name.
+        region: String,
+        /// The weight (0 = standby), or `clear`.
+        weight: String,
+        /// Only for this service.
+        #[arg(long)]
+        service: Option<String>,
+        /// Why.
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Undo by itself after this long.
+        #[arg(long = "for")]
+        ttl: Option<String>,
+    },
+    /// Force an endpoint up or down whatever its probes say, or clear that.
+    Force {
+        /// REGION/ADDRESS.
+        endpoint: String,
+        /// up, down or clear.
+        #[arg(value_parser = ["up", "down", "clear"])]
+        state: String,
+        /// Why.
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Undo by itself after this long.
+        #[arg(long = "for")]
+        ttl: Option<String>,
+    },
+    /// List every override (active, expired, cleared, dangling).
+    List {
+        /// Print the server's JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The request an admin subcommand makes, or a usage error.
+fn admin_request(cmd: AdminCommand) -> Result<geode::admin_cli::Request, String> {
+    use geode::admin_cli::{Request, parse_weight, split_endpoint};
+    Ok(match cmd {
+        AdminCommand::Drain {
+            region,
+            reason,
+            ttl,
+        } => Request::Drain {
+            region,
+            reason,
+            ttl,
+        },
+        AdminCommand::Undrain { region, reason } => Request::Undrain { region, reason },
+        AdminCommand::Weight {
+            region,
+            weight,
+            service,
+            reason,
+            ttl,
+        } => Request::Weight {
+            region,
+            weight: parse_weight(&weight)?,
+            service,
+            reason,
+            ttl,
+        },
+        AdminCommand::Force {
+            endpoint,
+            state,
+            reason,
+            ttl,
+        } => {
+            let (region, address) = split_endpoint(&endpoint)?;
+            Request::Force {
+                region,
+                address,
+                state,
+                reason,
+                ttl,
+            }
+        }
+        AdminCommand::List { json } => Request::List { json },
+    })
 }
 
 fn init_logging() {
@@ -87,6 +204,19 @@ fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Check { config } => app::check(&config),
+        Command::Admin {
+            server,
+            token_file,
+            command,
+        } => match admin_request(command) {
+            Ok(req) => {
+                geode::admin_cli::run(&geode::admin_cli::Connection { server, token_file }, req)
+            }
+            Err(e) => {
+                eprintln!("geode admin: {e}");
+                2
+            }
+        },
         Command::Explain {
             config,
             mut client,

@@ -49,6 +49,23 @@ pub const MALFORMED_REASONS: [&str; 6] = [
     "question_count",
 ];
 
+/// `geode_region_drained{region}`: 1 while the region is drained by config or override.
+pub const REGION_DRAINED: &str = "geode_region_drained";
+/// `geode_admin_changes_total{action}`: runtime override changes (and expiries).
+pub const ADMIN_CHANGES: &str = "geode_admin_changes_total";
+
+/// The `action` label values of [`ADMIN_CHANGES`].
+pub const ADMIN_ACTIONS: [&str; 8] = [
+    "drain",
+    "undrain",
+    "weight",
+    "weight_clear",
+    "force_up",
+    "force_down",
+    "force_clear",
+    "expire",
+];
+
 /// Transport a query came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Proto {
@@ -116,6 +133,10 @@ pub struct Metrics {
     pub answer_cache_miss: IntCounter,
     /// Malformed input by reason, indexed like [`MALFORMED_REASONS`].
     pub malformed: [IntCounter; MALFORMED_REASONS.len()],
+    /// Drained state by region (config or override).
+    pub region_drained: IntGaugeVec,
+    /// Runtime override changes by action ([`ADMIN_ACTIONS`]).
+    pub admin_changes: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -214,6 +235,22 @@ impl Metrics {
         )?;
         reg(Box::new(build.clone()))?;
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let region_drained = IntGaugeVec::new(
+            Opts::new(
+                REGION_DRAINED,
+                "1 while the region is drained, by config (drain = true) or by a runtime override.",
+            ),
+            &["region"],
+        )?;
+        reg(Box::new(region_drained.clone()))?;
+        let admin_changes = IntCounterVec::new(
+            Opts::new(
+                ADMIN_CHANGES,
+                "Runtime override changes made through the admin API, and expiries, by action.",
+            ),
+            &["action"],
+        )?;
+        reg(Box::new(admin_changes.clone()))?;
         #[cfg(target_os = "linux")]
         reg(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -235,6 +272,8 @@ impl Metrics {
             answer_cache_hit: cache.with_label_values(&["hit"]),
             answer_cache_miss: cache.with_label_values(&["miss"]),
             malformed: MALFORMED_REASONS.map(|r| malformed.with_label_values(&[r])),
+            region_drained,
+            admin_changes,
             registry,
         })
     }
@@ -282,6 +321,8 @@ mod tests {
         m.reload_success.inc();
         m.geoip_hit.inc();
         m.answer_cache_hit.inc();
+        m.region_drained.with_label_values(&["eu"]).set(1);
+        m.admin_changes.with_label_values(&["drain"]).inc();
         let (_, body) = m.render();
         let text = String::from_utf8(body).unwrap();
         for name in [
@@ -297,6 +338,8 @@ mod tests {
             GEOIP_LOOKUPS,
             BUILD_INFO,
             ANSWER_CACHE,
+            REGION_DRAINED,
+            ADMIN_CHANGES,
         ] {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing");
         }

@@ -365,9 +365,17 @@ pub struct EndpointKey {
 #[derive(Debug, Default)]
 pub struct HealthCell(AtomicU8);
 
-/// Counts every change of any [`HealthCell`] in the process, so a cache of answers can
+/// Counts every change of any [`HealthCell`] (and every operator override, see
+/// [`routing_changed`]) in the process, so a cache of answers can
 /// tell in one load that no routing input outside the snapshot has moved.
 static HEALTH_EPOCH: AtomicU64 = AtomicU64::new(0);
+
+/// Marks a change of routing state held outside the snapshot other than a health cell
+/// (an operator override): caches keyed on [`health_epoch`] forget what they hold. Call
+/// it after publishing the new state.
+pub fn routing_changed() {
+    HEALTH_EPOCH.fetch_add(1, Ordering::Release);
+}
 
 /// The current health epoch. A reader that loads it before reading health cells and sees
 /// it unchanged later knows its answers used the states of this epoch or newer.
@@ -527,6 +535,78 @@ pub struct Service {
     pub when_all_down: AllDown,
     /// Residency fences: a client matching a key only ever gets these regions.
     pub fence: KeyedTable<Vec<RegionId>>,
+    /// Per-service weights (`weights = { eu-west = 300 }`): replace the named regions'
+    /// own weight for this service only. Usually empty.
+    pub weights: Vec<(RegionId, u32)>,
+}
+
+impl Service {
+    /// The configured weight of region `rid` for this service: its `weights` entry, else
+    /// the region's own `weight`. The one rule for both route and /status.
+    #[inline]
+    pub fn weight(&self, rid: RegionId, region: &Region) -> u32 {
+        if self.weights.is_empty() {
+            return region.weight;
+        }
+        self.weights
+            .iter()
+            .find(|(r, _)| *r == rid)
+            .map_or(region.weight, |(_, w)| *w)
+    }
+}
+
+/// `[admin]`: the runtime override API (README "Runtime overrides"). Absent = disabled.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminSettings {
+    /// File holding the bearer token (resolved against the config file's directory).
+    pub token_file: std::path::PathBuf,
+    /// Where overrides persist, written atomically.
+    pub state_file: std::path::PathBuf,
+    /// The token read from `token_file` when the config was loaded (a reload re-reads it,
+    /// so a token can be rotated without a restart).
+    pub token: Secret,
+}
+
+impl std::fmt::Debug for AdminSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminSettings")
+            .field("token_file", &self.token_file)
+            .field("state_file", &self.state_file)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A secret that never prints (Debug shows `<redacted>`) and compares in constant time.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+
+    /// True when `offered` is the secret. The time taken depends only on the lengths,
+    /// never on where the first differing byte is, so a remote caller cannot find the
+    /// token byte by byte from response times. Hand-written xor-fold rather than a crate:
+    /// eight lines, and `black_box` keeps the compiler from turning it into an early exit.
+    pub fn matches(&self, offered: &[u8]) -> bool {
+        let secret = self.0.as_bytes();
+        if secret.len() != offered.len() {
+            return false;
+        }
+        let mut diff = 0u8;
+        for (a, b) in secret.iter().zip(offered) {
+            diff |= std::hint::black_box(a ^ b);
+        }
+        std::hint::black_box(diff) == 0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 /// Client-group keys as written in config: `cidr:…`, `country:XX`, `continent:XX`.

@@ -137,7 +137,15 @@ pub async fn reload(app: &App) -> Result<String, ReloadError> {
         }
     };
     app.overrides.apply(&mut loaded);
-    let changed = start_only_changes(&current.model.server, &loaded.model.server);
+    let mut changed = start_only_changes(&current.model.server, &loaded.model.server);
+    // The store and its state file are opened at start; the token itself may change.
+    let files = |a: &Option<crate::model::AdminSettings>| {
+        a.as_ref()
+            .map(|a| (a.token_file.clone(), a.state_file.clone()))
+    };
+    if files(&current.admin_settings) != files(&loaded.admin) {
+        changed.push("admin");
+    }
     if !changed.is_empty() {
         app.metrics.reload_failure.inc();
         return Err(ReloadError::StartOnly {
@@ -149,7 +157,7 @@ pub async fn reload(app: &App) -> Result<String, ReloadError> {
     let (attached, first_round) = app.health.attach(loaded);
     first_round.wait().await;
     let snap = Snapshot::build(attached, geo, &app.metrics);
-    app.shared.store(Arc::new(snap));
+    crate::admin::install(app.admin.as_deref(), &app.metrics, &app.shared, snap);
     app.metrics.reload_success.inc();
     app.metrics.last_reload.set(unix_now());
     Ok(hash)

@@ -13,7 +13,8 @@ use crate::config::Loaded;
 use crate::dns::zones::ZoneIndex;
 use crate::geo::GeoDb;
 use crate::metrics::Metrics;
-use crate::model::Model;
+use crate::model::{AdminSettings, Model};
+use crate::overrides::AdminView;
 
 /// Everything one query needs, immutable.
 #[derive(Debug)]
@@ -37,6 +38,12 @@ pub struct Snapshot {
     /// Unique per snapshot built in this process (never reused, unlike an address), so a
     /// cache of answers can tell which snapshot they came from.
     pub generation: u64,
+    /// `[admin]` as loaded with this config (the API reads its token from here).
+    pub admin_settings: Option<AdminSettings>,
+    /// The runtime overrides in force over this model: replaced (not the snapshot) when
+    /// an override changes or expires, loaded once per routed query. Empty until the
+    /// admin store attaches its view (`crate::admin`).
+    pub admin: ArcSwap<AdminView>,
 }
 
 /// Source of [`Snapshot::generation`].
@@ -67,7 +74,11 @@ impl HealthAttached {
 impl Snapshot {
     /// Compiles a loaded config whose endpoints carry their health cells.
     pub fn build(attached: HealthAttached, geo: Option<Arc<GeoDb>>, metrics: &Metrics) -> Snapshot {
-        let HealthAttached(Loaded { model, source }) = attached;
+        let HealthAttached(Loaded {
+            model,
+            admin,
+            source,
+        }) = attached;
         let zones = ZoneIndex::build(&model);
         let fast = crate::dns::fast::FastIndex::build(&model, &zones);
         let answer_counters = model
@@ -91,6 +102,8 @@ impl Snapshot {
             hash: source.hash.clone(),
             loaded_at: SystemTime::now(),
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
+            admin_settings: admin,
+            admin: ArcSwap::from_pointee(AdminView::none()),
         }
     }
 }
@@ -178,12 +191,8 @@ impl Snapshot {
         };
         let (ip, source) = crate::model::client_address(ecs, resolver);
         let (loc, _) = crate::geo::locate(&self.model, self.geo.as_deref(), ip, source);
-        Ok(crate::route::explain(
-            &self.model,
-            sid,
-            family,
-            &loc,
-            health,
-        ))
+        let mut exp = crate::route::explain(&self.model, sid, family, &loc, health);
+        self.admin.load().annotate(&self.model, &mut exp);
+        Ok(exp)
     }
 }

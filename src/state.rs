@@ -95,6 +95,8 @@ pub struct App {
     /// The last rejected reload, for `/status`: the running config may be older than
     /// the file on disk, and the operator should see why without reading logs.
     pub last_reload_failure: Arc<std::sync::Mutex<Option<ReloadFailure>>>,
+    /// Runtime overrides (`[admin]`); `None` = the admin API is disabled.
+    pub admin: Option<Arc<crate::admin::AdminStore>>,
 }
 
 /// A rejected reload, as `/status` shows it.

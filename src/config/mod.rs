@@ -20,9 +20,9 @@ use ipnet::IpNet;
 
 use crate::countries;
 use crate::model::{
-    AllDown, Check, CheckKind, ClientKey, ClientNetwork, Coordinates, Endpoint, HealthCell,
-    HttpCheck, KeyedTable, LatencyRow, MAX_ANSWERS, MAX_SERVICE_REGIONS, Model, Policy, Probed,
-    RecordData, Region, RegionId, ServerSettings, Service, Soa, StaticRecord, Zone,
+    AdminSettings, AllDown, Check, CheckKind, ClientKey, ClientNetwork, Coordinates, Endpoint,
+    HealthCell, HttpCheck, KeyedTable, LatencyRow, MAX_ANSWERS, MAX_SERVICE_REGIONS, Model, Policy,
+    Probed, RecordData, Region, RegionId, Secret, ServerSettings, Service, Soa, StaticRecord, Zone,
 };
 use raw::RawConfig;
 use spans::{SpanIndex, render};
@@ -87,6 +87,8 @@ impl fmt::Display for ConfigError {
 pub struct Loaded {
     /// The validated configuration.
     pub model: Model,
+    /// `[admin]`, when the runtime override API is enabled.
+    pub admin: Option<AdminSettings>,
     /// Where it came from.
     pub source: Source,
 }
@@ -229,11 +231,13 @@ pub fn parse(text: &str, file: &Path) -> Result<Loaded, ConfigError> {
         self_probes: Vec::new(),
     };
     let base = file.parent().unwrap_or_else(|| Path::new("."));
+    let admin = raw.admin.as_ref().and_then(|a| v.admin(a, base));
     let model = v.model(raw, base);
     if v.problems.is_empty() {
         let self_probes = v.self_probes;
         Ok(Loaded {
             model,
+            admin,
             source: Source {
                 file: file.to_path_buf(),
                 hash: fnv_hex(text),
@@ -636,6 +640,79 @@ impl Validator<'_> {
         ok.then_some(Coordinates {
             lat: loc.lat,
             lon: loc.lon,
+        })
+    }
+
+    /// `[admin]`: both files are required; the token file must hold one non-empty line
+    /// and must not be readable or writable by every user (it is a credential).
+    fn admin(&mut self, a: &raw::RawAdmin, base: &Path) -> Option<AdminSettings> {
+        let (Some(token_file), Some(state_file)) = (&a.token_file, &a.state_file) else {
+            for (k, v) in [("token_file", &a.token_file), ("state_file", &a.state_file)] {
+                if v.is_none() {
+                    self.err(&["admin", k], format!("[admin] needs {k}"));
+                }
+            }
+            return None;
+        };
+        let path = base.join(token_file);
+        let key = ["admin", "token_file"];
+        let meta = match std::fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) => {
+                self.err(&key, format!("cannot read {}: {e}", path.display()));
+                return None;
+            }
+        };
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o007 != 0 {
+            self.err(
+                &key,
+                format!(
+                    "{} is accessible to every user (mode {mode:04o}); it holds the admin token: chmod o-rwx it (e.g. chmod 600)",
+                    path.display()
+                ),
+            );
+            return None;
+        }
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                self.err(&key, format!("cannot read {}: {e}", path.display()));
+                return None;
+            }
+        };
+        let token = text.trim_end_matches(['\n', '\r']);
+        if token.is_empty() || token.contains(char::is_whitespace) {
+            self.err(
+                &key,
+                format!(
+                    "{} must hold the token on one line, without spaces",
+                    path.display()
+                ),
+            );
+            return None;
+        }
+        let state_path = base.join(state_file);
+        let state_dir = state_path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if !state_dir.is_dir() {
+            // Found now rather than at the first change, in the middle of an incident.
+            self.err(
+                &["admin", "state_file"],
+                format!(
+                    "directory {} does not exist (overrides could not be saved)",
+                    state_dir.display()
+                ),
+            );
+            return None;
+        }
+        Some(AdminSettings {
+            token_file: path,
+            state_file: state_path,
+            token: Secret::new(token.to_string()),
         })
     }
 
@@ -1363,9 +1440,23 @@ impl Validator<'_> {
                     Err(e) => self.err(&fp, e),
                 }
             }
+            let mut weights = Vec::new();
+            for (region, w) in s.weights.iter().flatten() {
+                let wp = ["services", key.as_str(), "weights", region.as_str()];
+                match ids.get(region.as_str()) {
+                    None => self.err(&wp, format!("unknown region {region:?}")),
+                    Some(id) if !regions.contains(id) => self.err(
+                        &wp,
+                        format!("region {region:?} is not one of the service's regions"),
+                    ),
+                    Some(_) if *w > 1_000_000 => self.err(&wp, "weight must be at most 1000000"),
+                    Some(id) => weights.push((*id, *w)),
+                }
+            }
             out.push(Service {
                 name,
                 zone,
+                weights,
                 regions,
                 policy,
                 ttl: self.ttl(&p("ttl"), s.ttl, 30),

@@ -30,6 +30,19 @@ pub struct RawConfig {
     /// `[client_networks]`: CIDR -> location override.
     #[serde(default)]
     pub client_networks: BTreeMap<String, RawClientNetwork>,
+    /// `[admin]`: the runtime override API; absent = disabled.
+    pub admin: Option<RawAdmin>,
+}
+
+/// `[admin]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// File with the bearer token (one line), relative to the config file. Required.
+    pub token_file: Option<String>,
+    /// Where overrides persist (JSON, written atomically), relative to the config file.
+    /// Required.
+    pub state_file: Option<String>,
 }
 
 /// `[server]`.
@@ -197,6 +210,8 @@ pub struct RawService {
     pub when_all_down: Option<String>,
     /// Client group -> allowed regions.
     pub fence: Option<BTreeMap<String, Vec<String>>>,
+    /// Region -> weight for this service only (replaces the region's `weight`).
+    pub weights: Option<BTreeMap<String, u32>>,
 }
 
 /// `[client_networks]` entry.

@@ -897,3 +897,74 @@ ns  = ["ns1.example."]
         "record name www.gslb.example. is inside zone gslb.example., which this file also defines; it belongs there"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Per-service weights and [admin]
+
+#[test]
+fn per_service_weights_replace_the_region_weight_for_that_service_only() {
+    let m = ok(&format!(
+        r#"{ZONE}
+[regions.eu-west]
+weight = 100
+endpoints = [{{ address = "192.0.2.20" }}]
+[regions.us-east]
+endpoints = [{{ address = "192.0.2.10" }}]
+[services."a.gslb.example."]
+regions = ["eu-west", "us-east"]
+policy = "weighted"
+weights = {{ eu-west = 300 }}
+[services."b.gslb.example."]
+regions = ["eu-west", "us-east"]
+"#
+    ));
+    let eu = m.region_id("eu-west").unwrap();
+    let region = &m.regions[usize::from(eu)];
+    let a = &m.services[usize::from(m.service_id("a.gslb.example.").unwrap())];
+    let b = &m.services[usize::from(m.service_id("b.gslb.example.").unwrap())];
+    assert_eq!(a.weight(eu, region), 300);
+    assert_eq!(b.weight(eu, region), 100);
+    let us = m.region_id("us-east").unwrap();
+    assert_eq!(a.weight(us, &m.regions[usize::from(us)]), 100);
+}
+
+#[test]
+fn per_service_weights_are_bounded() {
+    let (line, key, msg) = one(&format!(
+        r#"{ZONE}
+[regions.eu-west]
+endpoints = [{{ address = "192.0.2.20" }}]
+[services."a.gslb.example."]
+regions = ["eu-west"]
+weights = {{ eu-west = 2000000 }}
+"#
+    ));
+    assert_eq!(
+        (line, key.as_str(), msg.as_str()),
+        (
+            10,
+            "services.\"a.gslb.example.\".weights.eu-west",
+            "weight must be at most 1000000"
+        )
+    );
+}
+
+#[test]
+fn admin_needs_both_files() {
+    let p = problems(&format!("[admin]\ntoken_file = \"t\"\n{ZONE}"));
+    assert!(
+        p.iter()
+            .any(|p| p.key == "admin.state_file" && p.message == "[admin] needs state_file"),
+        "{p:#?}"
+    );
+}
+
+#[test]
+fn secrets_compare_whole_and_never_print() {
+    let s = crate::model::Secret::new("tok3n".into());
+    assert!(s.matches(b"tok3n"));
+    for wrong in [&b""[..], b"tok3", b"tok3n!", b"Tok3n", b"tok3m"] {
+        assert!(!s.matches(wrong), "{wrong:?}");
+    }
+    assert_eq!(format!("{s:?}"), "<redacted>");
+}

@@ -21,7 +21,7 @@ use super::rules;
 use crate::geo::{GeoLookup, locate};
 use crate::metrics::{Metrics, Proto};
 use crate::model::{ClientSource, Decision, Fx, Model, Outcome, client_address, health_epoch};
-use crate::route::{LiveHealth, RouteMemo};
+use crate::route::{Live, RouteMemo};
 use crate::snapshot::Snapshot;
 
 /// What the fast path did with a packet.
@@ -455,7 +455,10 @@ pub fn answer(
             lookup = how;
             service = Some(*sid);
             memo.sync(snap.generation, health_epoch());
-            memo.route_into(&snap.model, *sid, family, &loc, &LiveHealth, &mut decided);
+            // Loaded after the epoch (see `model::routing_changed`): a memo of an older
+            // epoch never keeps a decision made with an older view.
+            let admin = snap.admin.load();
+            memo.route_into(&snap.model, *sid, family, &loc, &Live(&admin), &mut decided);
             let zone = &snap.fast.zones[snap.model.services[usize::from(*sid)].zone];
             (zone, Some(&decided))
         }

@@ -61,7 +61,7 @@ use hickory_server::server::Request;
 use crate::geo::locate;
 use crate::metrics::{Metrics, Proto};
 use crate::model::{ClientLocation, ClientSource, Outcome, client_address};
-use crate::route::{LiveHealth, route};
+use crate::route::{Live, route};
 use crate::snapshot::{Shared, Snapshot};
 use malformed::{Malformed, Reporter};
 
@@ -206,7 +206,7 @@ impl Handler {
                 && let Some(family) = rules::gslb_family(u16::from(qtype))
             {
                 let loc = client.locate(snap);
-                let d = route(&snap.model, sid, family, &loc, &LiveHealth);
+                let d = route(&snap.model, sid, family, &loc, &Live(&snap.admin.load()));
                 reply.scope = d.scope;
                 match d.outcome {
                     Outcome::Answer => {

@@ -54,6 +54,8 @@ pub(super) struct Cand {
     pub(super) order: u8,
     pub(super) status: Status,
     pub(super) metric: Metric,
+    /// The region's weight for this service (config or override).
+    pub(super) weight: u32,
     pub(super) live: bool,
     pub(super) tie: bool,
     pub(super) picked: bool,
@@ -166,25 +168,23 @@ impl LazyHash<'_> {
 /// weight 0 (standby regions share evenly among themselves). A pool of one is that
 /// region whatever the hash, so the hash is not asked for.
 pub(super) fn weighted_pick(
-    model: &Model,
-    pool: impl Iterator<Item = RegionId> + Clone,
+    pool: impl Iterator<Item = (RegionId, u32)> + Clone,
     hash: &mut LazyHash<'_>,
 ) -> Option<RegionId> {
     let mut members = pool.clone();
-    let first = members.next()?;
+    let (first, _) = members.next()?;
     if members.next().is_none() {
         return Some(first);
     }
-    let weight = |r: RegionId| model.regions[usize::from(r)].weight;
-    let any_weight = pool.clone().any(|r| weight(r) > 0);
-    let w = |r: RegionId| if any_weight { u64::from(weight(r)) } else { 1 };
-    let total: u64 = pool.clone().map(w).sum();
+    let any_weight = pool.clone().any(|(_, w)| w > 0);
+    let w = |weight: u32| if any_weight { u64::from(weight) } else { 1 };
+    let total: u64 = pool.clone().map(|(_, weight)| w(weight)).sum();
     if total == 0 {
         return None;
     }
     let mut r = hash.get() % total;
-    for region in pool {
-        let cw = w(region);
+    for (region, weight) in pool {
+        let cw = w(weight);
         if r < cw {
             return Some(region);
         }
@@ -222,7 +222,7 @@ pub(super) fn fill_addrs(
     let region = &model.regions[usize::from(rid)];
     let max = usize::from(max_answers);
     let usable =
-        |ep: &Endpoint| family_matches(ep, family) && (fail_open || health.endpoint_up(ep));
+        |ep: &Endpoint| family_matches(ep, family) && (fail_open || health.endpoint_up_in(rid, ep));
     let n = region.endpoints.iter().filter(|ep| usable(ep)).count();
     let rotated = n > max;
     let skip = if rotated {
@@ -318,7 +318,7 @@ pub(super) fn decide<const N: usize>(
     // 1. Candidates and 2. health.
     for (order, &rid) in svc.regions.iter().enumerate() {
         let region = &model.regions[usize::from(rid)];
-        let status = if region.drain {
+        let status = if health.drained(rid, region) {
             Status::Drained
         } else if fence
             .as_ref()
@@ -330,7 +330,7 @@ pub(super) fn decide<const N: usize>(
         } else {
             let (mut up, mut up_family) = (0u32, 0u32);
             for ep in &region.endpoints {
-                if health.endpoint_up(ep) {
+                if health.endpoint_up_in(rid, ep) {
                     up += 1;
                     up_family += u32::from(family_matches(ep, family));
                 }
@@ -349,6 +349,7 @@ pub(super) fn decide<const N: usize>(
             order: order as u8,
             status,
             metric: Metric::Order,
+            weight: health.weight(service, svc, rid, region),
             live: status == Status::Up,
             tie: false,
             picked: false,
@@ -390,11 +391,10 @@ pub(super) fn decide<const N: usize>(
     }
 
     // Standby: weight-0 regions only serve when no weighted region is live.
-    let weight_of = |c: &Cand| model.regions[usize::from(c.region)].weight;
-    if w.cands.iter().any(|c| c.live && weight_of(c) > 0) {
+    if w.cands.iter().any(|c| c.live && c.weight > 0) {
         w.cands
             .iter_mut()
-            .filter(|c| weight_of(c) == 0)
+            .filter(|c| c.weight == 0)
             .for_each(|c| c.live = false);
     }
 
@@ -420,8 +420,12 @@ pub(super) fn decide<const N: usize>(
                 .filter(|c| c.live)
                 .for_each(|c| c.tie = true);
             w.depends_on_hash = live_count > 1;
-            let ties = w.cands.iter().filter(|c| c.tie).map(|c| c.region);
-            weighted_pick(model, ties, &mut hash)
+            let ties = w
+                .cands
+                .iter()
+                .filter(|c| c.tie)
+                .map(|c| (c.region, c.weight));
+            weighted_pick(ties, &mut hash)
         }
         Policy::Nearest => {
             let row = model.latency.lookup(client);
@@ -479,8 +483,8 @@ pub(super) fn decide<const N: usize>(
             let pool = ties
                 .iter()
                 .filter_map(|k| w.cands.get(usize::from(*k as u8)))
-                .map(|c| c.region);
-            weighted_pick(model, pool, &mut hash)
+                .map(|c| (c.region, c.weight));
+            weighted_pick(pool, &mut hash)
         }
     };
 

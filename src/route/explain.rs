@@ -22,7 +22,7 @@ pub struct CandidateTrace {
     /// Why it ranks where it does: "latency continent:EU 18 ms", "distance 1234 km",
     /// "regions order 2".
     pub rank_reason: String,
-    /// Configured weight.
+    /// Weight for this service (configured, or an override's).
     pub weight: u32,
     /// Considered for the answer (up, or failing open).
     pub considered: bool,
@@ -30,6 +30,9 @@ pub struct CandidateTrace {
     pub tie: bool,
     /// The region answered with.
     pub picked: bool,
+    /// Operator overrides in force on this region, one line each (filled in by the
+    /// caller that has them: [`crate::overrides::AdminView::annotate`]).
+    pub overrides: Vec<String>,
 }
 
 /// Why a client got its answer; printed by `geode explain`, served by `/explain`.
@@ -124,10 +127,11 @@ pub fn explain(
                     Metric::Distance(a) => format!("distance {:.0} km", hav_to_km(a)),
                     Metric::Order => format!("regions order {}", c.order + 1),
                 },
-                weight: region.weight,
+                weight: c.weight,
                 considered: c.live,
                 tie: c.tie,
                 picked: c.picked,
+                overrides: Vec::new(),
             }
         })
         .collect();
@@ -226,6 +230,9 @@ impl std::fmt::Display for Explanation {
                 c.rank_reason,
                 c.weight
             )?;
+            for o in &c.overrides {
+                writeln!(f, "        {o}")?;
+            }
         }
         let addrs: Vec<String> = self.answer.iter().map(|a| a.to_string()).collect();
         writeln!(

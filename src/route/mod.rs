@@ -32,13 +32,37 @@ pub use memo::RouteMemo;
 use decision::{SMALL, Work, decide};
 
 use crate::model::{
-    ClientLocation, Decision, Endpoint, Family, MAX_SERVICE_REGIONS, Model, Probed, ServiceId,
+    ClientLocation, Decision, Endpoint, Family, MAX_SERVICE_REGIONS, Model, Probed, Region,
+    RegionId, Service, ServiceId,
 };
+use crate::overrides::AdminView;
 
-/// Tells the router whether an endpoint is up.
+/// The live state the router reads besides the config: probed health and, through the
+/// provided methods, operator overrides (drain, weight, forced endpoints). The defaults
+/// are the config's own values, so a view without overrides implements only
+/// [`HealthView::endpoint_up`].
 pub trait HealthView {
     /// True when the endpoint passes its probes (or has none).
     fn endpoint_up(&self, ep: &Endpoint) -> bool;
+
+    /// True when endpoint `ep` of region `rid` counts as up for routing: an operator's
+    /// force wins over its probes.
+    #[inline]
+    fn endpoint_up_in(&self, _rid: RegionId, ep: &Endpoint) -> bool {
+        self.endpoint_up(ep)
+    }
+
+    /// True when region `rid` is drained, by config or by an override.
+    #[inline]
+    fn drained(&self, _rid: RegionId, region: &Region) -> bool {
+        region.drain
+    }
+
+    /// Region `rid`'s weight for service `sid`: an override, else the configured one.
+    #[inline]
+    fn weight(&self, _sid: ServiceId, svc: &Service, rid: RegionId, region: &Region) -> u32 {
+        svc.weight(rid, region)
+    }
 }
 
 /// The production view: the probed state published by the health tasks.
@@ -49,6 +73,38 @@ impl HealthView for LiveHealth {
     #[inline]
     fn endpoint_up(&self, ep: &Endpoint) -> bool {
         ep.check.is_none() || ep.health.get() == Probed::Up
+    }
+}
+
+/// The production view with the operator overrides of the snapshot's
+/// [`AdminView`] applied over the probed state.
+#[derive(Debug, Clone, Copy)]
+pub struct Live<'a>(pub &'a AdminView);
+
+impl HealthView for Live<'_> {
+    #[inline]
+    fn endpoint_up(&self, ep: &Endpoint) -> bool {
+        LiveHealth.endpoint_up(ep)
+    }
+
+    #[inline]
+    fn endpoint_up_in(&self, rid: RegionId, ep: &Endpoint) -> bool {
+        match self.0.forced(rid, ep) {
+            Some(up) => up,
+            None => LiveHealth.endpoint_up(ep),
+        }
+    }
+
+    #[inline]
+    fn drained(&self, rid: RegionId, region: &Region) -> bool {
+        region.drain || self.0.drained(rid)
+    }
+
+    #[inline]
+    fn weight(&self, sid: ServiceId, svc: &Service, rid: RegionId, region: &Region) -> u32 {
+        self.0
+            .weight(sid, rid)
+            .unwrap_or_else(|| svc.weight(rid, region))
     }
 }
 

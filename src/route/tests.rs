@@ -254,6 +254,7 @@ impl World {
             .map(|s| Service {
                 name: s.name.to_string(),
                 zone: 0,
+                weights: vec![],
                 regions: s.regions.iter().map(|n| id(n)).collect(),
                 policy: s.policy,
                 ttl: s.ttl,
@@ -1428,6 +1429,7 @@ fn rank_key_orders_as_liveness_group_total_cmp_then_order() {
                         order,
                         status: Status::Up,
                         metric,
+                        weight: 100,
                         live,
                         tie: false,
                         picked: false,

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `geode` binary on loopback, real DNS clients (hickory-net,
 //! dig), real HTTP. One test binary, as in hickory-dns, so the binary is built once.
 
+mod admin;
 mod config_check;
 mod differential;
 mod first_run;
