@@ -27,7 +27,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use geode::geo::{GeoDb, locate};
 use geode::model::{
     AllDown, ClientLocation, ClientSource, Coordinates, Endpoint, Family, HealthCell, KeyedTable,
-    LatencyRow, LocatedBy, Model, Outcome, Policy, Probed, Region, ServerSettings, Service,
+    LatencyRow, LiveSettings, LocatedBy, Model, Outcome, Policy, Probed, Region, ServerSettings,
+    Service, StartSettings,
 };
 use geode::route::{LiveHealth, route};
 
@@ -137,15 +138,19 @@ fn model() -> Model {
     };
     Model {
         server: ServerSettings {
-            dns_listen: vec![],
-            http_listen: None,
-            geoip_db: None,
-            max_udp_payload: 1232,
-            tcp_idle_timeout: Duration::from_secs(10),
-            tcp_max_connections: 1024,
-            udp_sockets: 0,
-            answer_cache_bytes: 0,
-            reload_settle: Duration::from_millis(500),
+            start: StartSettings {
+                dns_listen: vec![],
+                http_listen: None,
+                tcp_idle_timeout: Duration::from_secs(10),
+                tcp_max_connections: 1024,
+                udp_sockets: 0,
+            },
+            live: LiveSettings {
+                geoip_db: None,
+                max_udp_payload: 1232,
+                answer_cache_bytes: 0,
+                reload_settle: Duration::from_millis(500),
+            },
         },
         zones: vec![],
         checks: vec![],

@@ -263,6 +263,7 @@ impl Target {
         let geo = loaded
             .model
             .server
+            .live
             .geoip_db
             .as_ref()
             .map(|p| Arc::new(geode::geo::GeoDb::open(p).expect("test database opens")));

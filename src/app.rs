@@ -77,7 +77,7 @@ pub async fn serve(config_path: PathBuf, mut overrides: Overrides) -> Result<(),
     };
     // The admin socket is bound before the first probe round: a check may probe our own
     // /healthz (the demo does), and readiness must be observable while probes run.
-    let http_listener = match loaded.model.server.http_listen {
+    let http_listener = match loaded.model.server.start.http_listen {
         Some(addr) => Some(
             crate::http::bind(addr)
                 .await

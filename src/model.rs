@@ -50,68 +50,79 @@ pub struct Model {
     pub operator_networks: Vec<IpNet>,
 }
 
-/// `[server]`. Some keys are start-only (sockets bound once: a reload that changes one
-/// is refused by name), the others reload live; [`ServerSettings::start_only_changes`]
-/// sorts every field into one kind or the other, and does not compile until a new field
-/// is sorted.
+/// `[server]`, in two parts whose types say when a change takes effect: [`StartSettings`]
+/// are bound once at start (a reload that changes one is refused by name), while
+/// [`LiveSettings`] are read from the current snapshot where they are used, so a reload
+/// applies them. A new key has to be put in one of the two.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerSettings {
+    /// Keys fixed for the life of the process.
+    pub start: StartSettings,
+    /// Keys a reload applies.
+    pub live: LiveSettings,
+}
+
+/// The start-only part of `[server]`: sockets are bound, and the TCP limits given to the
+/// listeners, once at start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StartSettings {
     /// DNS listen addresses; each serves UDP and TCP.
     pub dns_listen: Vec<SocketAddr>,
     /// Admin HTTP listen address.
     pub http_listen: Option<SocketAddr>,
-    /// GeoIP database path, resolved against the config file's directory.
-    pub geoip_db: Option<std::path::PathBuf>,
-    /// Largest UDP response we send, whatever the client advertises (RFC 6891 6.2.5;
-    /// 1232 avoids IP fragmentation, per DNS Flag Day 2020).
-    pub max_udp_payload: u16,
-    /// Idle timeout of a TCP connection.
-    pub tcp_idle_timeout: Duration,
-    /// Concurrent TCP connections served at most; more are closed at accept.
-    pub tcp_max_connections: usize,
     /// Number of SO_REUSEPORT UDP sockets per listen address (0 = one per core).
     pub udp_sockets: usize,
+    /// Concurrent TCP connections served at most; more are closed at accept.
+    pub tcp_max_connections: usize,
+    /// Idle timeout of a TCP connection.
+    pub tcp_idle_timeout: Duration,
+}
+
+/// The live part of `[server]`: each key is read from the current snapshot where it is
+/// used.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveSettings {
+    /// GeoIP database path, resolved against the config file's directory (reopened by
+    /// a reload when the path or the file changes).
+    pub geoip_db: Option<std::path::PathBuf>,
+    /// Largest UDP response we send, whatever the client advertises (RFC 6891 6.2.5;
+    /// 1232 avoids IP fragmentation, per DNS Flag Day 2020); read per query.
+    pub max_udp_payload: u16,
     /// Bytes of answer cache per UDP socket (0 = no cache): fast-path replies kept and
     /// sent again for the same query bytes until the snapshot or any health state moves.
+    /// A receive loop resizes its cache when it sees a new snapshot.
     pub answer_cache_bytes: usize,
     /// Quiet time a watched file must keep its content before a file-watch reload
-    /// applies it (`server.reload_settle`); SIGHUP does not wait.
+    /// applies it (`server.reload_settle`); SIGHUP does not wait. The file watcher reads
+    /// it from the current snapshot for each change.
     pub reload_settle: Duration,
 }
 
 impl ServerSettings {
     /// The start-only keys whose values differ between `self` (running) and `new`: a
-    /// reload that changes any is refused by name. The one list of which keys are
-    /// start-only: every field is named below, none behind `..`.
+    /// reload that changes any is refused by name. Every field of [`StartSettings`] is
+    /// named below, none behind `..`, so a new start-only key does not compile until it
+    /// is named here.
     pub fn start_only_changes(&self, new: &ServerSettings) -> Vec<&'static str> {
-        let ServerSettings {
-            // Start-only: the sockets are bound, and the TCP limits given to the
-            // listeners, once at start.
+        let StartSettings {
             dns_listen,
             http_listen,
             udp_sockets,
             tcp_max_connections,
             tcp_idle_timeout,
-            // Live: read from the current snapshot where they are used (the GeoIP
-            // database is reopened by the reload, the payload cap per query, the answer
-            // cache size when a receive loop sees a new snapshot).
-            geoip_db: _,
-            max_udp_payload: _,
-            answer_cache_bytes: _,
-            // Live: the file watcher reads it from the current snapshot for each change.
-            reload_settle: _,
-        } = self;
+        } = &self.start;
+        let n = &new.start;
         [
-            ("server.dns_listen", *dns_listen != new.dns_listen),
-            ("server.http_listen", *http_listen != new.http_listen),
-            ("server.udp_sockets", *udp_sockets != new.udp_sockets),
+            ("server.dns_listen", *dns_listen != n.dns_listen),
+            ("server.http_listen", *http_listen != n.http_listen),
+            ("server.udp_sockets", *udp_sockets != n.udp_sockets),
             (
                 "server.tcp_max_connections",
-                *tcp_max_connections != new.tcp_max_connections,
+                *tcp_max_connections != n.tcp_max_connections,
             ),
             (
                 "server.tcp_idle_timeout",
-                *tcp_idle_timeout != new.tcp_idle_timeout,
+                *tcp_idle_timeout != n.tcp_idle_timeout,
             ),
         ]
         .into_iter()

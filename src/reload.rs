@@ -64,8 +64,8 @@ async fn settle(
     let (quiet, geoip) = {
         let snap = app.shared.load();
         (
-            snap.model.server.reload_settle,
-            snap.model.server.geoip_db.clone(),
+            snap.model.server.live.reload_settle,
+            snap.model.server.live.geoip_db.clone(),
         )
     };
     let sample = |config: PathBuf, geoip: Option<PathBuf>| async move {
@@ -187,7 +187,7 @@ async fn reload_and_log(app: &App, why: &str) {
 fn watch_dirs(app: &App) -> Vec<(PathBuf, Vec<std::ffi::OsString>)> {
     let snap = app.shared.load();
     let mut files: Vec<PathBuf> = vec![app.config_path.clone()];
-    if let Some(p) = &snap.model.server.geoip_db {
+    if let Some(p) = &snap.model.server.live.geoip_db {
         files.push(p.clone());
     }
     let mut dirs: Vec<(PathBuf, Vec<std::ffi::OsString>)> = Vec::new();

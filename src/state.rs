@@ -24,7 +24,7 @@ pub fn load(
     previous: Option<&Arc<GeoDb>>,
 ) -> Result<(Loaded, Option<Arc<GeoDb>>), ConfigError> {
     let loaded = config::load(path)?;
-    let geo = match &loaded.model.server.geoip_db {
+    let geo = match &loaded.model.server.live.geoip_db {
         None => None,
         Some(p) => match previous {
             Some(prev) if prev.is_current(p) => Some(prev.clone()),
@@ -52,12 +52,12 @@ impl Overrides {
     /// Applies the overrides to a freshly loaded model.
     pub fn apply(&self, loaded: &mut Loaded) {
         if !self.dns_listen.is_empty() {
-            loaded.model.server.dns_listen = self.dns_listen.clone();
+            loaded.model.server.start.dns_listen = self.dns_listen.clone();
         }
         if let Some(h) = self.http_listen {
-            loaded.model.server.http_listen = Some(h);
+            loaded.model.server.start.http_listen = Some(h);
         }
-        let own = self.own_http.or(loaded.model.server.http_listen);
+        let own = self.own_http.or(loaded.model.server.start.http_listen);
         if let Some(target) = own.map(config::self_probe_target) {
             for (region, address) in &loaded.source.self_probes {
                 let endpoint = loaded

@@ -21,8 +21,9 @@ use ipnet::IpNet;
 use crate::countries;
 use crate::model::{
     AdminSettings, AllDown, Check, CheckKind, ClientKey, ClientNetwork, Coordinates, Endpoint,
-    HealthCell, HttpCheck, KeyedTable, LatencyRow, MAX_ANSWERS, MAX_SERVICE_REGIONS, Model, Policy,
-    Probed, RecordData, Region, RegionId, Secret, ServerSettings, Service, Soa, StaticRecord, Zone,
+    HealthCell, HttpCheck, KeyedTable, LatencyRow, LiveSettings, MAX_ANSWERS, MAX_SERVICE_REGIONS,
+    Model, Policy, Probed, RecordData, Region, RegionId, Secret, ServerSettings, Service, Soa,
+    StartSettings, StaticRecord, Zone,
 };
 use raw::RawConfig;
 use spans::{SpanIndex, render};
@@ -802,28 +803,32 @@ impl Validator<'_> {
             );
         }
         ServerSettings {
-            dns_listen,
-            http_listen,
-            // `""` means no GeoIP, as `http_listen = ""` means no admin HTTP.
-            geoip_db: s
-                .geoip_db
-                .as_ref()
-                .filter(|p| !p.is_empty())
-                .map(|p| base.join(p)),
-            max_udp_payload: max_udp_payload.clamp(512, 4096),
-            tcp_idle_timeout: self.duration(
-                &["server", "tcp_idle_timeout"],
-                s.tcp_idle_timeout.as_deref(),
-                Duration::from_secs(10),
-            ),
-            tcp_max_connections: tcp_max_connections.max(1),
-            udp_sockets: s.udp_sockets.unwrap_or(0),
-            answer_cache_bytes: answer_cache_kib.min(MAX_ANSWER_CACHE_KIB) as usize * 1024,
-            reload_settle: self.duration(
-                &["server", "reload_settle"],
-                s.reload_settle.as_deref(),
-                Duration::from_millis(500),
-            ),
+            start: StartSettings {
+                dns_listen,
+                http_listen,
+                tcp_idle_timeout: self.duration(
+                    &["server", "tcp_idle_timeout"],
+                    s.tcp_idle_timeout.as_deref(),
+                    Duration::from_secs(10),
+                ),
+                tcp_max_connections: tcp_max_connections.max(1),
+                udp_sockets: s.udp_sockets.unwrap_or(0),
+            },
+            live: LiveSettings {
+                // `""` means no GeoIP, as `http_listen = ""` means no admin HTTP.
+                geoip_db: s
+                    .geoip_db
+                    .as_ref()
+                    .filter(|p| !p.is_empty())
+                    .map(|p| base.join(p)),
+                max_udp_payload: max_udp_payload.clamp(512, 4096),
+                answer_cache_bytes: answer_cache_kib.min(MAX_ANSWER_CACHE_KIB) as usize * 1024,
+                reload_settle: self.duration(
+                    &["server", "reload_settle"],
+                    s.reload_settle.as_deref(),
+                    Duration::from_millis(500),
+                ),
+            },
         }
     }
 
@@ -1165,7 +1170,7 @@ impl Validator<'_> {
             let Some(i) = r.endpoints.iter().position(|e| e.address == *address) else {
                 continue;
             };
-            match server.http_listen {
+            match server.start.http_listen {
                 Some(http) => r.endpoints[i].probe = Some(self_probe_target(http)),
                 None => self.err(
                     &["regions", region, "endpoints", &i.to_string(), "probe"],

@@ -72,16 +72,16 @@ regions = ["eu-west"]
     // [server]
     let s = &m.server;
     assert_eq!(
-        s.dns_listen,
+        s.start.dns_listen,
         ["127.0.0.1:5353".parse::<SocketAddr>().unwrap()]
     );
-    assert_eq!(s.http_listen, Some("127.0.0.1:9153".parse().unwrap()));
-    assert_eq!(s.geoip_db, None);
-    assert_eq!(s.max_udp_payload, 1232);
-    assert_eq!(s.tcp_idle_timeout, Duration::from_secs(10));
-    assert_eq!(s.tcp_max_connections, 1024);
-    assert_eq!(s.udp_sockets, 0);
-    assert_eq!(s.answer_cache_bytes, 1 << 20);
+    assert_eq!(s.start.http_listen, Some("127.0.0.1:9153".parse().unwrap()));
+    assert_eq!(s.live.geoip_db, None);
+    assert_eq!(s.live.max_udp_payload, 1232);
+    assert_eq!(s.start.tcp_idle_timeout, Duration::from_secs(10));
+    assert_eq!(s.start.tcp_max_connections, 1024);
+    assert_eq!(s.start.udp_sockets, 0);
+    assert_eq!(s.live.answer_cache_bytes, 1 << 20);
     // Zone
     let z = &m.zones[0];
     assert_eq!(z.origin, "gslb.example.");
@@ -144,7 +144,10 @@ fn an_empty_file_is_a_valid_config() {
 #[test]
 fn empty_http_listen_disables_the_admin_server() {
     assert_eq!(
-        ok("[server]\nhttp_listen = \"\"\n").server.http_listen,
+        ok("[server]\nhttp_listen = \"\"\n")
+            .server
+            .start
+            .http_listen,
         None
     );
 }
@@ -530,12 +533,12 @@ fn the_example_config_parses() {
     assert_eq!(m.services[0].max_answers, 2);
     assert_eq!(m.checks.len(), 1);
     assert_eq!(
-        m.server.geoip_db.as_deref(),
+        m.server.live.geoip_db.as_deref(),
         Some(Path::new("config/../geoip/demo-city.mmdb")),
         "relative to the config file"
     );
     assert_eq!(
-        m.server.dns_listen,
+        m.server.start.dns_listen,
         ["127.0.0.1:5353".parse::<SocketAddr>().unwrap()]
     );
     // docs CNAME www: relative target inside the zone.
@@ -794,9 +797,9 @@ fn server_settings_are_validated() {
         ]
     );
     let off = ok("[server]\nanswer_cache_kib = 0\n").server;
-    assert_eq!(off.answer_cache_bytes, 0);
+    assert_eq!(off.live.answer_cache_bytes, 0);
     let most = ok("[server]\nanswer_cache_kib = 1048576\n").server;
-    assert_eq!(most.answer_cache_bytes, 1 << 30);
+    assert_eq!(most.live.answer_cache_bytes, 1 << 30);
 }
 
 #[test]

@@ -434,7 +434,7 @@ pub fn answer(
     out: &mut Vec<u8>,
 ) -> Fast {
     let mut lname = [0u8; 255];
-    let Some(q) = parse(pkt, snap.model.server.max_udp_payload, &mut lname) else {
+    let Some(q) = parse(pkt, snap.model.server.live.max_udp_payload, &mut lname) else {
         return Fast::Fallback;
     };
     let lname = &lname[..q.lname_len];

@@ -99,7 +99,7 @@ pub fn bind(
     shared: crate::snapshot::Shared,
     metrics: Arc<crate::metrics::Metrics>,
 ) -> io::Result<Listeners> {
-    let per_addr = match settings.udp_sockets {
+    let per_addr = match settings.start.udp_sockets {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
@@ -112,7 +112,7 @@ pub fn bind(
         tcp_tasks: Vec::new(),
         stop,
     };
-    for &addr in &settings.dns_listen {
+    for &addr in &settings.start.dns_listen {
         let (socks, tcp) = bind_pair(addr, per_addr)?;
         let bound = socks[0].local_addr()?;
         for sock in socks {
@@ -132,8 +132,8 @@ pub fn bind(
         out.tcp_tasks.push(tokio::spawn(super::tcp::serve(
             tcp,
             handler.clone(),
-            settings.tcp_idle_timeout,
-            settings.tcp_max_connections,
+            settings.start.tcp_idle_timeout,
+            settings.start.tcp_max_connections,
             stop_rx.clone(),
         )));
     }

@@ -310,7 +310,7 @@ impl Handler {
         // stay below fragmentation size; ECS echoed with the scope the answer used.
         let resp_edns = request.edns.as_ref().map(|req| {
             let mut e = Edns::new();
-            let cap = snap.model.server.max_udp_payload;
+            let cap = snap.model.server.live.max_udp_payload;
             e.set_max_payload(rules::response_payload(req.max_payload(), cap))
                 .set_version(0);
             if let (Some(mut cs), false) = (ecs, reply.meta.response_code == ResponseCode::FormErr)

@@ -130,7 +130,7 @@ impl Responder {
     /// Follows `server.answer_cache_kib` across reloads: a new size gets a new cache.
     fn resize(&mut self, snap: &Snapshot) {
         self.sized_for = snap.generation;
-        let want = snap.model.server.answer_cache_bytes;
+        let want = snap.model.server.live.answer_cache_bytes;
         let have = self.cache.as_ref().map(|c| c.capacity());
         if want == 0 {
             self.cache = None;

@@ -15,7 +15,8 @@ use super::*;
 use crate::config::parse_client_key;
 use crate::model::{
     AddrList, AllDown, ClientKey, ClientSource, Coordinates, HealthCell, KeyedTable, LatencyRow,
-    LocatedBy, Outcome, Policy, Region, RegionId, ServerSettings, Service,
+    LiveSettings, LocatedBy, Outcome, Policy, Region, RegionId, ServerSettings, Service,
+    StartSettings,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -295,15 +296,19 @@ impl World {
         Built {
             model: Model {
                 server: ServerSettings {
-                    dns_listen: vec![],
-                    http_listen: None,
-                    geoip_db: None,
-                    max_udp_payload: 1232,
-                    tcp_idle_timeout: Duration::from_secs(10),
-                    tcp_max_connections: 16,
-                    udp_sockets: 1,
-                    answer_cache_bytes: 0,
-                    reload_settle: Duration::from_millis(500),
+                    start: StartSettings {
+                        dns_listen: vec![],
+                        http_listen: None,
+                        tcp_idle_timeout: Duration::from_secs(10),
+                        tcp_max_connections: 16,
+                        udp_sockets: 1,
+                    },
+                    live: LiveSettings {
+                        geoip_db: None,
+                        max_udp_payload: 1232,
+                        answer_cache_bytes: 0,
+                        reload_settle: Duration::from_millis(500),
+                    },
                 },
                 zones: vec![],
                 checks: vec![],
