@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use super::values::parse_txt;
 use super::*;
+use crate::model::{AllDown, CheckKind, ClientKey, Policy, RecordData};
 
 const FILE: &str = "test.toml";
 
