@@ -20,9 +20,10 @@ use ipnet::IpNet;
 
 use crate::countries;
 use crate::model::{
-    AdminSettings, AllDown, Check, CheckKind, ClientKey, ClientNetwork, Coordinates, Endpoint,
-    HealthCell, HttpCheck, KeyedTable, LatencyRow, MAX_ANSWERS, MAX_SERVICE_REGIONS, Model, Policy,
-    Probed, RecordData, Region, RegionId, Secret, ServerSettings, Service, Soa, StaticRecord, Zone,
+    AdminSettings, AllDown, Check, CheckKind, ClientKey, ClientNetwork, ClusterHealth,
+    ClusterSettings, Coordinates, Endpoint, HealthCell, HttpCheck, KeyedTable, LatencyRow,
+    MAX_ANSWERS, MAX_SERVICE_REGIONS, Model, Policy, Probed, RecordData, Region, RegionId, Secret,
+    ServerSettings, Service, Soa, StaticRecord, Zone,
 };
 use raw::RawConfig;
 use spans::{SpanIndex, render};
@@ -82,6 +83,9 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// The shortest cluster secret accepted, bytes.
+pub const MIN_CLUSTER_SECRET: usize = 16;
+
 /// A loaded file: the model plus what is needed to attribute later errors to lines.
 #[derive(Debug)]
 pub struct Loaded {
@@ -89,6 +93,8 @@ pub struct Loaded {
     pub model: Model,
     /// `[admin]`, when the runtime override API is enabled.
     pub admin: Option<AdminSettings>,
+    /// `[cluster]`, when this instance shares verdicts and overrides with peers.
+    pub cluster: Option<ClusterSettings>,
     /// Where it came from.
     pub source: Source,
 }
@@ -232,12 +238,14 @@ pub fn parse(text: &str, file: &Path) -> Result<Loaded, ConfigError> {
     };
     let base = file.parent().unwrap_or_else(|| Path::new("."));
     let admin = raw.admin.as_ref().and_then(|a| v.admin(a, base));
+    let cluster = raw.cluster.as_ref().and_then(|c| v.cluster(c, base));
     let model = v.model(raw, base);
     if v.problems.is_empty() {
         let self_probes = v.self_probes;
         Ok(Loaded {
             model,
             admin,
+            cluster,
             source: Source {
                 file: file.to_path_buf(),
                 hash: fnv_hex(text),
@@ -655,44 +663,7 @@ impl Validator<'_> {
             return None;
         };
         let path = base.join(token_file);
-        let key = ["admin", "token_file"];
-        let meta = match std::fs::metadata(&path) {
-            Ok(m) => m,
-            Err(e) => {
-                self.err(&key, format!("cannot read {}: {e}", path.display()));
-                return None;
-            }
-        };
-        use std::os::unix::fs::PermissionsExt;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o007 != 0 {
-            self.err(
-                &key,
-                format!(
-                    "{} is accessible to every user (mode {mode:04o}); it holds the admin token: chmod o-rwx it (e.g. chmod 600)",
-                    path.display()
-                ),
-            );
-            return None;
-        }
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) => {
-                self.err(&key, format!("cannot read {}: {e}", path.display()));
-                return None;
-            }
-        };
-        let token = text.trim_end_matches(['\n', '\r']);
-        if token.is_empty() || token.contains(char::is_whitespace) {
-            self.err(
-                &key,
-                format!(
-                    "{} must hold the token on one line, without spaces",
-                    path.display()
-                ),
-            );
-            return None;
-        }
+        let token = self.secret_file(&["admin", "token_file"], &path, "the admin token")?;
         let state_path = base.join(state_file);
         let state_dir = state_path
             .parent()
@@ -712,7 +683,150 @@ impl Validator<'_> {
         Some(AdminSettings {
             token_file: path,
             state_file: state_path,
-            token: Secret::new(token.to_string()),
+            token,
+        })
+    }
+
+    /// Reads a credential file: one non-empty line without spaces, not accessible to
+    /// every user.
+    fn secret_file(&mut self, key: &[&str], path: &Path, what: &str) -> Option<Secret> {
+        let meta = match std::fs::metadata(path) {
+            Ok(m) => m,
+            Err(e) => {
+                self.err(key, format!("cannot read {}: {e}", path.display()));
+                return None;
+            }
+        };
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o007 != 0 {
+            self.err(
+                key,
+                format!(
+                    "{} is accessible to every user (mode {mode:04o}); it holds {what}: chmod o-rwx it (e.g. chmod 600)",
+                    path.display()
+                ),
+            );
+            return None;
+        }
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                self.err(key, format!("cannot read {}: {e}", path.display()));
+                return None;
+            }
+        };
+        let token = text.trim_end_matches(['\n', '\r']);
+        if token.is_empty() || token.contains(char::is_whitespace) {
+            self.err(
+                key,
+                format!(
+                    "{} must hold {what} on one line, without spaces",
+                    path.display()
+                ),
+            );
+            return None;
+        }
+        Some(Secret::new(token.to_string()))
+    }
+
+    /// `[cluster]`: node, peers and secret_file are required; the secret must be at
+    /// least [`MIN_CLUSTER_SECRET`] bytes (it keys the HMAC of every peer message).
+    fn cluster(&mut self, c: &raw::RawCluster, base: &Path) -> Option<ClusterSettings> {
+        let mut ok = true;
+        for (k, missing) in [
+            ("node", c.node.is_none()),
+            ("peers", c.peers.is_none()),
+            ("secret_file", c.secret_file.is_none()),
+        ] {
+            if missing {
+                self.err(&["cluster", k], format!("[cluster] needs {k}"));
+                ok = false;
+            }
+        }
+        let node = c.node.clone().unwrap_or_default();
+        if c.node.is_some()
+            && (node.is_empty()
+                || node.len() > 64
+                || !node
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch)))
+        {
+            self.err(
+                &["cluster", "node"],
+                format!("node {node:?} must be 1 to 64 of A-Z a-z 0-9 - _ . (e.g. \"fra-1\")"),
+            );
+            ok = false;
+        }
+        let mut peers = Vec::new();
+        for (i, p) in c.peers.iter().flatten().enumerate() {
+            match p.parse::<SocketAddr>() {
+                Ok(a) if peers.contains(&a) => {
+                    self.err(&["cluster", "peers"], format!("peer {a} is listed twice"));
+                    ok = false;
+                }
+                Ok(a) => peers.push(a),
+                Err(_) => {
+                    self.err(
+                        &["cluster", "peers"],
+                        format!(
+                            "peers[{i}] = {p:?} is not ip:port (a peer's http_listen, e.g. \"10.0.0.2:9153\")"
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        let health = match c.health.as_deref() {
+            None | Some("quorum") => ClusterHealth::Quorum,
+            Some("local") => ClusterHealth::Local,
+            Some("all") => ClusterHealth::All,
+            Some("any") => ClusterHealth::Any,
+            Some(other) => {
+                self.err(
+                    &["cluster", "health"],
+                    format!("health {other:?} is not one of local, quorum, all, any"),
+                );
+                ok = false;
+                ClusterHealth::Quorum
+            }
+        };
+        let stale_after = self.duration(
+            &["cluster", "stale_after"],
+            c.stale_after.as_deref(),
+            Duration::from_secs(5),
+        );
+        if stale_after < Duration::from_millis(200) {
+            self.err(
+                &["cluster", "stale_after"],
+                "stale_after must be at least 200ms (votes are refreshed every stale_after/4)",
+            );
+            ok = false;
+        }
+        let secret_file = base.join(c.secret_file.as_deref()?);
+        let secret = self.secret_file(
+            &["cluster", "secret_file"],
+            &secret_file,
+            "the cluster secret",
+        )?;
+        if secret.as_bytes().len() < MIN_CLUSTER_SECRET {
+            self.err(
+                &["cluster", "secret_file"],
+                format!(
+                    "{} holds {} bytes; the cluster secret needs at least {MIN_CLUSTER_SECRET} (e.g. openssl rand -hex 32)",
+                    secret_file.display(),
+                    secret.as_bytes().len()
+                ),
+            );
+            return None;
+        }
+        ok.then_some(ClusterSettings {
+            node,
+            peers,
+            secret_file,
+            secret,
+            health,
+            stale_after,
         })
     }
 

@@ -28,6 +28,9 @@ pub(crate) struct Last {
     pub at: Option<SystemTime>,
     /// Same results in a row.
     pub consecutive: u32,
+    /// This instance's own verdict (after rise/fall); `None` before the first result.
+    /// The cell holds the combined verdict when `[cluster]` is on, this one otherwise.
+    pub own: Option<Probed>,
 }
 
 /// Everything one probe task owns.
@@ -112,14 +115,17 @@ impl ProbeTask {
                         last.latency = Some(took);
                         last.at = Some(now);
                         last.consecutive = hysteresis.consecutive();
-                        if flip.is_some() {
+                        if let Some(flip) = flip {
                             last.since = Some(now);
+                            last.own = Some(flip.to);
                         }
                     }
                     if let Some(flip) = flip {
-                        self.cell.set(flip.to);
-                        up_gauge.set(i64::from(flip.to == Probed::Up));
+                        let combined = self.shared.combined(&self.region, &self.endpoint, flip.to);
+                        self.cell.set(combined);
+                        up_gauge.set(i64::from(combined == Probed::Up));
                         self.shared.recompute_region(&self.region);
+                        self.shared.own_changed();
                         if !flip.is_initial() {
                             if flip.to == Probed::Up {
                                 &to_up
