@@ -61,6 +61,8 @@ pub struct Cluster {
     seq: AtomicU64,
     /// Wakes the sender (own verdict changed).
     wake: Notify,
+    /// Messages refused so far (for the rate-limited log line).
+    refused: AtomicU64,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -114,6 +116,7 @@ impl Cluster {
             peers: Mutex::new(HashMap::new()),
             seq: AtomicU64::new(0),
             wake: Notify::new(),
+            refused: AtomicU64::new(0),
         });
         health.attach_vantages(cluster.clone());
         cluster
@@ -282,8 +285,12 @@ impl Cluster {
                     .cluster_messages
                     .with_label_values(&[why.label()])
                     .inc();
-                // Debug only: an attacker must not be able to fill the log.
-                debug!(%from, reason = why.label(), "cluster message refused");
+                // Logged at the 1st, 2nd, 4th, 8th... refusal: a misconfigured peer is
+                // visible, and an attacker cannot fill the log.
+                let n = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+                if n.is_power_of_two() {
+                    warn!(%from, reason = why.label(), refused_so_far = n, "cluster message refused (geode_cluster_messages_total counts every one)");
+                }
                 return match why {
                     Refused::Unauthorized => StatusCode::UNAUTHORIZED,
                     Refused::Malformed | Refused::OwnName => StatusCode::BAD_REQUEST,
@@ -333,22 +340,11 @@ impl Cluster {
         StatusCode::OK
     }
 
-    /// A peer's entries that may be merged: the action fits the target, the reason is
-    /// bounded, and the change is not dated in the future (it would win every later
-    /// change until the clock caught up). The others are logged and left out.
+    /// A peer's entries that may be merged ([`wire::acceptable`]); the others are logged.
     fn acceptable(&self, entries: Vec<Entry>, peer: &str) -> Overrides {
-        let latest = now_ms() + wire::MAX_SKEW_MS;
-        let mut out = Overrides::new();
-        for e in entries {
-            if !e.action.fits(&e.target)
-                || e.reason.len() > crate::admin::MAX_REASON
-                || e.author.len() > 256
-                || e.at > latest
-            {
-                warn!(%peer, "target" = %e.target, at = e.at, "override from a peer refused: does not fit, too long, or dated in the future");
-                continue;
-            }
-            out.apply(e);
+        let (out, refused) = wire::acceptable(entries, now_ms());
+        for e in refused {
+            warn!(%peer, "target" = %e.target, at = e.at, "override from a peer refused: does not fit its target, too long, or dated in the future");
         }
         out
     }
@@ -455,6 +451,7 @@ impl Vantages for Cluster {
     }
 
     fn own_changed(&self) {
+        self.publish_votes();
         self.wake.notify_one();
     }
 }

@@ -20,7 +20,12 @@ use aws_lc_rs::hmac;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Probed, Secret};
-use crate::overrides::Entry;
+use crate::overrides::{Entry, Overrides};
+
+/// The longest author name taken from a peer, bytes.
+pub const MAX_AUTHOR: usize = 256;
+/// The longest reason taken from a peer: the admin API's own bound.
+pub use crate::admin::MAX_REASON;
 
 /// Header carrying the hex HMAC-SHA256 of the body.
 pub const SIGNATURE_HEADER: &str = "x-geode-signature";
@@ -184,6 +189,28 @@ pub fn open(
     Ok(msg)
 }
 
+/// Splits a peer's override entries into those that may be merged and those refused: an
+/// entry is refused when its action does not fit its target, its reason or author is
+/// too long, or it is dated more than [`MAX_SKEW_MS`] after `now_ms` (it would win over
+/// every later change until the clocks caught up).
+pub fn acceptable(entries: Vec<Entry>, now_ms: u64) -> (Overrides, Vec<Entry>) {
+    let latest = now_ms.saturating_add(MAX_SKEW_MS);
+    let mut out = Overrides::new();
+    let mut refused = Vec::new();
+    for e in entries {
+        if !e.action.fits(&e.target)
+            || e.reason.len() > MAX_REASON
+            || e.author.len() > MAX_AUTHOR
+            || e.at > latest
+        {
+            refused.push(e);
+        } else {
+            out.apply(e);
+        }
+    }
+    (out, refused)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,5 +319,42 @@ mod tests {
         );
         assert_eq!(check("b", 6, 100_000 + MAX_SKEW_MS, 100_000, None), Ok(6));
         assert_eq!(check("a", 6, 100_000, 100_000, None), Err(Refused::OwnName));
+    }
+
+    #[test]
+    fn peer_overrides_future_dated_unfit_or_oversized_are_refused() {
+        use crate::overrides::{Action, Target};
+        let drain = |at: u64| Entry {
+            target: "drain:eu".parse::<Target>().unwrap(),
+            action: Action::Drain,
+            reason: String::new(),
+            author: "b".into(),
+            at,
+            expires: None,
+        };
+        let now = 1_000_000;
+        let unfit = Entry {
+            action: Action::Weight(3),
+            ..drain(now)
+        };
+        let long = Entry {
+            reason: "x".repeat(MAX_REASON + 1),
+            ..drain(now)
+        };
+        let (ok, refused) = acceptable(
+            vec![
+                drain(now + MAX_SKEW_MS + 1),
+                unfit.clone(),
+                long.clone(),
+                drain(now - 5),
+            ],
+            now,
+        );
+        assert_eq!(refused.len(), 3, "{refused:?}");
+        assert_eq!(ok.len(), 1);
+        assert_eq!(ok.entries().next().unwrap().at, now - 5);
+        // Latest per target among the accepted, as the merge would pick.
+        let (ok, _) = acceptable(vec![drain(now - 5), drain(now + MAX_SKEW_MS)], now);
+        assert_eq!(ok.entries().next().unwrap().at, now + MAX_SKEW_MS);
     }
 }

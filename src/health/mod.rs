@@ -436,7 +436,10 @@ impl HealthTable {
         {
             let inner = self.lock();
             for (key, e) in &inner.probed {
-                let Some(own) = e.last.lock().unwrap_or_else(|e| e.into_inner()).own else {
+                // Held while the cell is written: the probe task writes its flips under
+                // it too, so the two never publish out of order.
+                let last = e.last.lock().unwrap_or_else(|e| e.into_inner());
+                let Some(own) = last.own else {
                     // No own result yet: the first round decides first, as without peers.
                     continue;
                 };
@@ -444,6 +447,7 @@ impl HealthTable {
                 let before = e.cell.get();
                 if before != combined {
                     e.cell.set(combined);
+                    drop(last);
                     self.shared
                         .metrics
                         .endpoint_up
@@ -538,6 +542,11 @@ fn remove_endpoint_labels(metrics: &Metrics, region: &str, endpoint: &str) {
         let _ = metrics
             .transitions
             .remove_label_values(&[region, endpoint, to]);
+    }
+    for verdict in ["up", "down", "unknown"] {
+        let _ = metrics
+            .endpoint_votes
+            .remove_label_values(&[region, endpoint, verdict]);
     }
 }
 

@@ -109,6 +109,7 @@ impl ProbeTask {
 
                     let flip = hysteresis.observe(result.is_ok());
                     let now = SystemTime::now();
+                    let mut combined = None;
                     {
                         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
                         last.result = Some(result.clone().err().unwrap_or_else(|| "ok".into()));
@@ -118,11 +119,15 @@ impl ProbeTask {
                         if let Some(flip) = flip {
                             last.since = Some(now);
                             last.own = Some(flip.to);
+                            // Under the same lock as `HealthTable::recombine`, so a
+                            // recombination that read the old own verdict cannot
+                            // overwrite this one.
+                            let c = self.shared.combined(&self.region, &self.endpoint, flip.to);
+                            self.cell.set(c);
+                            combined = Some(c);
                         }
                     }
-                    if let Some(flip) = flip {
-                        let combined = self.shared.combined(&self.region, &self.endpoint, flip.to);
-                        self.cell.set(combined);
+                    if let (Some(flip), Some(combined)) = (flip, combined) {
                         up_gauge.set(i64::from(combined == Probed::Up));
                         self.shared.recompute_region(&self.region);
                         self.shared.own_changed();

@@ -746,15 +746,14 @@ fn fleet_shares_health_verdicts_and_overrides_across_namespaces() {
         explain.contains("differs from this instance's own probe"),
         "{explain}"
     );
-    let (_, metrics) = f.nodes[0].get("/metrics");
-    assert!(
+    wait_for(Duration::from_secs(1), "geode_endpoint_votes on g1", || {
+        let (_, metrics) = f.nodes[0].get("/metrics");
         metrics.contains(
-            r#"geode_endpoint_votes{endpoint="10.77.0.11",region="near",verdict="down"} 1"#
-        ) && metrics.contains(
-            r#"geode_endpoint_votes{endpoint="10.77.0.11",region="near",verdict="up"} 2"#
-        ),
-        "{metrics}"
-    );
+            r#"geode_endpoint_votes{endpoint="10.77.0.11",region="near",verdict="down"} 1"#,
+        ) && metrics
+            .contains(r#"geode_endpoint_votes{endpoint="10.77.0.11",region="near",verdict="up"} 2"#)
+    });
+    let (_, metrics) = f.nodes[0].get("/metrics");
     assert!(
         metrics.contains(r#"geode_cluster_peer_up{peer="10.77.0.2:9153"} 1"#),
         "{metrics}"
@@ -969,4 +968,118 @@ impl Node {
             )
         })
     }
+}
+
+/// `[cluster]` is start-only: a reload that changes it is refused by name and nothing of
+/// the file applies; the secret shows nowhere. Loopback only (no root needed).
+#[tokio::test]
+async fn fleet_cluster_change_on_reload_is_refused_by_name() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let secret = dir.path().join("cluster.key");
+    std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let text = |stale: &str| {
+        format!(
+            r#"
+[zones."gslb.test."]
+soa = {{ mname = "ns1.gslb.test.", rname = "hostmaster.gslb.test.", serial = 1 }}
+ns = ["ns1.gslb.test."]
+
+[regions.near]
+endpoints = [{{ address = "{NEAR}" }}]
+
+[services."{NAME}"]
+regions = ["near"]
+
+[cluster]
+node = "solo"
+peers = ["127.0.0.1:1"]
+secret_file = "cluster.key"
+stale_after = "{stale}"
+"#
+        )
+    };
+    let path = dir.path().join("geode.toml");
+    std::fs::write(&path, text("2s")).unwrap();
+    let g = tokio::task::spawn_blocking({
+        let (dir, path) = (dir.clone(), path.clone());
+        move || crate::harness::Geode::start_at(dir, &path, &[])
+    })
+    .await
+    .unwrap();
+    let status = |g: &crate::harness::Geode| {
+        let g = g.http;
+        async move {
+            let body = reqwest::get(format!("http://{g}/status"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            serde_json::from_str::<Value>(&body).unwrap()
+        }
+    };
+    let s = status(&g).await;
+    assert_eq!(s["cluster"]["stale_after_s"], 2.0, "{s:#}");
+    assert_eq!(s["cluster"]["node"], "solo");
+
+    // A change of stale_after: refused, named, nothing applied.
+    let tmp = dir.path().join("geode.toml.tmp");
+    std::fs::write(&tmp, text("3s")).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    g.signal("HUP");
+    crate::assert_eventually!(
+        5,
+        g.logs()
+            .lines()
+            .any(|l| l.contains("cluster changed") && l.contains("restart")),
+        "the refusal names cluster:\n{}",
+        g.logs()
+    );
+    let s = status(&g).await;
+    assert_eq!(s["cluster"]["stale_after_s"], 2.0, "{s:#}");
+
+    // The dead peer is down, and the secret is nowhere to be seen.
+    let metrics = reqwest::get(format!("http://{}/metrics", g.http))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"geode_cluster_peer_up{peer="127.0.0.1:1"} 0"#),
+        "{metrics}"
+    );
+    for (what, text) in [
+        ("status", s.to_string()),
+        ("metrics", metrics),
+        ("log", g.logs()),
+    ] {
+        assert!(!text.contains(SECRET), "secret in {what}");
+    }
+
+    // Unsigned traffic is refused with 401 and counted; an oversized body gets 413.
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/cluster/v1/state", g.http);
+    let r = client.post(&url).body("{}").send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let r = client
+        .post(&url)
+        .body(vec![b' '; geode::cluster::wire::MAX_MESSAGE + 1])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    let metrics = reqwest::get(format!("http://{}/metrics", g.http))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"geode_cluster_messages_total{result="unauthorized"} 1"#)
+            && metrics.contains(r#"geode_cluster_messages_total{result="too_large"} 1"#),
+        "{metrics}"
+    );
 }
