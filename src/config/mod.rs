@@ -740,7 +740,8 @@ impl Validator<'_> {
             ("secret_file", c.secret_file.is_none()),
         ] {
             if missing {
-                self.err(&["cluster", k], format!("[cluster] needs {k}"));
+                // Reported at the table: the key is not in the file to point at.
+                self.err(&["cluster"], format!("[cluster] needs {k}"));
                 ok = false;
             }
         }

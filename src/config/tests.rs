@@ -983,10 +983,7 @@ fn cluster_errors_name_their_key_and_line() {
             .unwrap_or_else(|| panic!("no {key} problem with {part:?} in {p:#?}"))
             .line
     };
-    assert_eq!(
-        find("cluster.secret_file", "[cluster] needs secret_file"),
-        6
-    );
+    assert_eq!(find("cluster", "[cluster] needs secret_file"), 6);
     assert_eq!(find("cluster.node", "must be 1 to 64"), 7);
     assert_eq!(
         find("cluster.peers", "peers[1] = \"nope\" is not ip:port"),
