@@ -115,7 +115,7 @@ pub async fn serve(config_path: PathBuf, mut overrides: Overrides) -> Result<(),
     }
     metrics.reload_success.inc();
     metrics.last_reload.set(unix_now());
-    let app = App {
+    let mut app = App {
         shared: Arc::new(ArcSwap::from_pointee(snapshot)),
         metrics: metrics.clone(),
         health: health.clone(),
@@ -127,8 +127,8 @@ pub async fn serve(config_path: PathBuf, mut overrides: Overrides) -> Result<(),
         admin,
         cluster: None,
     };
-    // Attached before the first probe round, so the first verdicts are combined already.
-    let mut app = app;
+    // Attached as the first probe round starts (before any probe can have finished); a
+    // flip published before it would be recombined by the cluster ticker's first tick.
     app.cluster = cluster_settings.map(|settings| {
         crate::cluster::Cluster::new(
             settings,

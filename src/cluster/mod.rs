@@ -480,6 +480,11 @@ async fn receive(
     let signature = headers
         .get(wire::SIGNATURE_HEADER)
         .map(|v| v.as_bytes().to_vec());
-    let status = cluster.receive(&body, signature.as_deref(), from);
+    // A merge of a peer's overrides writes and fsyncs the state file: off the runtime's
+    // worker threads.
+    let status =
+        tokio::task::spawn_blocking(move || cluster.receive(&body, signature.as_deref(), from))
+            .await
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (status, status.canonical_reason().unwrap_or("").to_string()).into_response()
 }
