@@ -376,34 +376,37 @@ stale_after = "{STALE_AFTER_MS}ms"
 struct QueryLoop {
     name: String,
     stop: Arc<AtomicBool>,
-    paused: Arc<AtomicBool>,
+    /// Pauses and resumes so far (odd = paused): a query is counted only when no pause
+    /// or resume happened while it was out (one sent just before a kill is not).
+    pauses: Arc<AtomicUsize>,
     failures: Arc<Mutex<Vec<String>>>,
     count: Arc<AtomicUsize>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl QueryLoop {
-    fn start(node: &Node) -> QueryLoop {
+    /// `t0`: the test's start, so failures line up with the phases it prints.
+    fn start(node: &Node, t0: Instant) -> QueryLoop {
         let stop = Arc::new(AtomicBool::new(false));
-        let paused = Arc::new(AtomicBool::new(false));
+        let pauses = Arc::new(AtomicUsize::new(0));
         let failures = Arc::new(Mutex::new(Vec::new()));
         let count = Arc::new(AtomicUsize::new(0));
         let (ns, dns) = (node.ns.clone(), node.dns());
         let thread = {
-            let (stop, paused, failures, count) = (
+            let (stop, pauses, failures, count) = (
                 stop.clone(),
-                paused.clone(),
+                pauses.clone(),
                 failures.clone(),
                 count.clone(),
             );
-            let start = Instant::now();
+            let start = t0;
             std::thread::spawn(move || {
                 enter(&ns);
                 while !stop.load(Ordering::Relaxed) {
-                    if !paused.load(Ordering::Relaxed) {
+                    let p = pauses.load(Ordering::SeqCst);
+                    if p % 2 == 0 {
                         let r = query(dns);
-                        // A pause that began while this query was out does not count it.
-                        if !paused.load(Ordering::Relaxed) {
+                        if pauses.load(Ordering::SeqCst) == p {
                             count.fetch_add(1, Ordering::Relaxed);
                             let bad = match &r {
                                 Ok((ResponseCode::NoError, a)) if !a.is_empty() => None,
@@ -424,7 +427,7 @@ impl QueryLoop {
         QueryLoop {
             name: node.name.clone(),
             stop,
-            paused,
+            pauses,
             failures,
             count,
             thread: Some(thread),
@@ -668,12 +671,18 @@ impl Fleet {
         while start.elapsed() < how_long {
             for &i in which {
                 let got = self.nodes[i].answer();
-                assert!(
-                    matches!(&got, Ok((ResponseCode::NoError, a)) if *a == [want]),
-                    "{what}: {} answered {got:?} after {:?}, want {want}",
-                    self.nodes[i].name,
-                    start.elapsed()
-                );
+                if !matches!(&got, Ok((ResponseCode::NoError, a)) if *a == [want]) {
+                    let status = self.nodes[i].status();
+                    let log = self.nodes[i].logs();
+                    let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                    panic!(
+                        "{what}: {} answered {got:?} after {:?}, want {want}\nregions: {:#}\nlog (last lines first):\n{}",
+                        self.nodes[i].name,
+                        start.elapsed(),
+                        status["regions"],
+                        tail.join("\n")
+                    );
+                }
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -696,6 +705,7 @@ fn fleet_shares_health_verdicts_and_overrides_across_namespaces() {
     if !root_or_fail() {
         return;
     }
+    let t0 = Instant::now();
     let mut f = Fleet::start();
     let shared = [0, 1, 2];
     let fall = Duration::from_millis(INTERVAL_MS * FALL);
@@ -718,7 +728,7 @@ fn fleet_shares_health_verdicts_and_overrides_across_namespaces() {
         });
     }
     for i in 0..4 {
-        f.loops.push(QueryLoop::start(&f.nodes[i]));
+        f.loops.push(QueryLoop::start(&f.nodes[i], t0));
     }
 
     // 1. g1's path to the near backend is cut: g1's own probe says down, the combined
@@ -769,10 +779,16 @@ fn fleet_shares_health_verdicts_and_overrides_across_namespaces() {
     //    fall × interval + 2 s, and bring it back after it recovers.
     f.stop_backend(0);
     let down = f.until_answers(&shared, FAR, fall + Duration::from_secs(2), "backend down");
-    eprintln!("fleet: backend down -> all three answer far after {down:?}");
+    eprintln!(
+        "fleet: [{:.2}s] backend down -> all three answer far after {down:?}",
+        t0.elapsed().as_secs_f64()
+    );
     f.start_backend(0);
     let up = f.until_answers(&shared, NEAR, Duration::from_secs(5), "backend back");
-    eprintln!("fleet: backend back -> all three answer near after {up:?}");
+    eprintln!(
+        "fleet: [{:.2}s] backend back -> all three answer near after {up:?}",
+        t0.elapsed().as_secs_f64()
+    );
 
     // 3. g3 is partitioned from its peers: it keeps answering, and once its peers are
     //    stale it follows its own probes (its path to near cut too), while g1 and g2,
@@ -797,7 +813,10 @@ fn fleet_shares_health_verdicts_and_overrides_across_namespaces() {
         fall + Duration::from_secs(2),
         "partitioned g3 on its own probes",
     );
-    eprintln!("fleet: partitioned g3 follows its own probe after {alone:?}");
+    eprintln!(
+        "fleet: [{:.2}s] partitioned g3 follows its own probe after {alone:?}",
+        t0.elapsed().as_secs_f64()
+    );
     f.keeps_answering(
         &[0, 1],
         NEAR,
@@ -899,8 +918,12 @@ fn fleet_shares_health_verdicts_and_overrides_across_namespaces() {
     );
     assert_eq!(code, 200, "{body}");
     let drain = f.until_answers(&shared, FAR, Duration::from_secs(2), "drain propagation");
-    eprintln!("fleet: drain on g1 -> g1, g2, g3 answer far after {drain:?}");
-    f.loops[1].paused.store(true, Ordering::Relaxed);
+    eprintln!(
+        "fleet: [{:.2}s] drain on g1 -> g1, g2, g3 answer far after {drain:?}",
+        t0.elapsed().as_secs_f64()
+    );
+    eprintln!("fleet: [{:.2}s] restarting g2", t0.elapsed().as_secs_f64());
+    f.loops[1].pauses.fetch_add(1, Ordering::SeqCst);
     f.nodes[1].proc = None;
     // A change made while g2 is down reaches it when it is back (from its peers).
     let (code, _) = f.nodes[2].admin(
@@ -910,7 +933,8 @@ fn fleet_shares_health_verdicts_and_overrides_across_namespaces() {
     assert_eq!(code, 200);
     f.start_node(1);
     f.wait_ready(1);
-    f.loops[1].paused.store(false, Ordering::Relaxed);
+    f.loops[1].pauses.fetch_add(1, Ordering::SeqCst);
+    eprintln!("fleet: [{:.2}s] g2 ready again", t0.elapsed().as_secs_f64());
     let got = f.nodes[1].answer();
     assert!(
         matches!(&got, Ok((ResponseCode::NoError, a)) if *a == [FAR]),
@@ -926,11 +950,34 @@ fn fleet_shares_health_verdicts_and_overrides_across_namespaces() {
                 && list.to_string().contains(r#""value":7"#)
         },
     );
-    eprintln!("fleet: restarted g2 has the change made while it was down after {caught_up:?}");
+    eprintln!(
+        "fleet: [{:.2}s] restarted g2 has the change made while it was down after {caught_up:?}",
+        t0.elapsed().as_secs_f64()
+    );
     let (code, _) = f.nodes[2].admin("/api/v1/undrain", r#"{"region":"near"}"#);
     assert_eq!(code, 200);
     let undrain = f.until_answers(&shared, NEAR, Duration::from_secs(2), "undrain propagation");
-    eprintln!("fleet: undrain on g3 -> all answer near after {undrain:?}");
+    eprintln!(
+        "fleet: [{:.2}s] undrain on g3 -> all answer near after {undrain:?}",
+        t0.elapsed().as_secs_f64()
+    );
+    // A drain with an expiry travels with it: every instance ends it on time.
+    let (code, body) = f.nodes[1].admin(
+        "/api/v1/drain",
+        r#"{"region":"near","reason":"short","for":"2s"}"#,
+    );
+    assert_eq!(code, 200, "{body}");
+    f.until_answers(
+        &shared,
+        FAR,
+        Duration::from_secs(2),
+        "timed drain propagation",
+    );
+    let ended = f.until_answers(&shared, NEAR, Duration::from_secs(4), "timed drain expiry");
+    eprintln!(
+        "fleet: [{:.2}s] a 2 s drain from g2 ended everywhere {ended:?} after it arrived",
+        t0.elapsed().as_secs_f64()
+    );
 
     // 6. No query of any loop timed out or failed during the whole test.
     for l in &f.loops {
