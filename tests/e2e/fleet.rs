@@ -559,7 +559,16 @@ impl Fleet {
         let www = self.dir.path().join("www");
         self.backends[i] = Some(Proc::spawn(
             &ns,
-            &["python3", "-m", "http.server", "8080", "--bind", ip],
+            &[
+                "python3",
+                "-c",
+                // http.server's own test(), with a listen backlog of 128 rather than 5:
+                // probes whose SYN-ACKs an nftables cut drops stay half-open for a while.
+                "import sys, http.server as h; h.ThreadingHTTPServer.request_queue_size = 128; \
+                 h.test(HandlerClass=h.SimpleHTTPRequestHandler, ServerClass=h.ThreadingHTTPServer, \
+                 port=8080, bind=sys.argv[1])",
+                ip,
+            ],
             &www,
         ));
         // Listening before anyone probes it (python takes a moment to start).
@@ -689,6 +698,22 @@ impl Fleet {
     }
 }
 
+impl Fleet {
+    /// Waits until every instance's own probes see both backends up again: each step
+    /// starts from the same healthy fleet.
+    fn settle(&self, what: &str) {
+        for i in 0..3 {
+            wait_for(Duration::from_secs(5), what, || {
+                let s = self.nodes[i].status();
+                s["regions"].as_array().unwrap().iter().all(|r| {
+                    r["endpoints"][0]["probe"]["own_state"] == "up"
+                        && r["endpoints"][0]["probe"]["state"] == "up"
+                })
+            });
+        }
+    }
+}
+
 fn wait_for(within: Duration, what: &str, mut f: impl FnMut() -> bool) -> Duration {
     let start = Instant::now();
     while !f() {
@@ -771,9 +796,7 @@ fn fleet_shares_health_verdicts_and_overrides_across_namespaces() {
     assert!(!metrics.contains(SECRET), "secret in metrics");
     f.keeps_answering(&shared, NEAR, Duration::from_secs(2), "one vantage cut");
     f.heal(0, "pathcut");
-    wait_for(Duration::from_secs(3), "g1's own verdict up again", || {
-        f.nodes[0].near_probe()["own_state"] == "up"
-    });
+    f.settle("g1's own verdict up again");
 
     // 2. The near backend really goes down: all three stop answering it within
     //    fall × interval + 2 s, and bring it back after it recovers.
@@ -789,6 +812,7 @@ fn fleet_shares_health_verdicts_and_overrides_across_namespaces() {
         "fleet: [{:.2}s] backend back -> all three answer near after {up:?}",
         t0.elapsed().as_secs_f64()
     );
+    f.settle("every instance's own verdict up after the recovery");
 
     // 3. g3 is partitioned from its peers: it keeps answering, and once its peers are
     //    stale it follows its own probes (its path to near cut too), while g1 and g2,
@@ -825,6 +849,7 @@ fn fleet_shares_health_verdicts_and_overrides_across_namespaces() {
     );
     f.heal(2, "partition");
     f.until_answers(&shared, NEAR, Duration::from_secs(5), "partition healed");
+    f.settle("g3's own verdict up again");
 
     // 5. g4 holds a wrong secret: its messages are refused (401) and counted, it is
     //    heard by no one, and its drain changes nobody's answers. Forged messages
