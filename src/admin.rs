@@ -28,7 +28,8 @@ use tracing::{info, warn};
 use crate::metrics::{ADMIN_ACTIONS, Metrics};
 use crate::model::{AdminSettings, Model, routing_changed};
 use crate::overrides::{
-    Action, AdminView, Entry, MAX_WEIGHT, Millis, Overrides, Target, TargetError, resolve, rfc3339,
+    Action, AdminView, Entry, MAX_WEIGHT, Millis, Overrides, Target, TargetError, merge, resolve,
+    rfc3339,
 };
 use crate::snapshot::{Shared, Snapshot};
 
@@ -39,8 +40,8 @@ pub fn now_ms() -> Millis {
         .map_or(0, |d| d.as_millis() as Millis)
 }
 
-/// This instance's name as the author of its changes: the host name (the fleet will
-/// use `[cluster] node` when it exists).
+/// This instance's name as the author of its changes without `[cluster]`: the host name
+/// (with `[cluster]`, its `node`).
 pub fn node_name() -> String {
     // The kernel's host name as /proc shows it (what uname(2) returns), without the
     // `unsafe` a libc call needs.
@@ -93,6 +94,9 @@ pub struct AdminStore {
     node: String,
     inner: Mutex<Inner>,
     wake: Notify,
+    /// Notified after every change of the set (local or merged from a peer): the fleet
+    /// pushes the set to its peers at once.
+    changed: Notify,
     metrics: Arc<Metrics>,
 }
 
@@ -160,6 +164,7 @@ impl AdminStore {
     pub fn new(
         settings: &AdminSettings,
         overrides: Overrides,
+        node: String,
         metrics: Arc<Metrics>,
     ) -> Arc<AdminStore> {
         for a in ADMIN_ACTIONS {
@@ -173,12 +178,13 @@ impl AdminStore {
         );
         Arc::new(AdminStore {
             state_file: settings.state_file.clone(),
-            node: node_name(),
+            node,
             inner: Mutex::new(Inner {
                 overrides,
                 expired_until: now_ms(),
             }),
             wake: Notify::new(),
+            changed: Notify::new(),
             metrics,
         })
     }
@@ -294,7 +300,50 @@ impl AdminStore {
         }
         .emit(&self.metrics);
         self.wake.notify_one();
+        self.changed.notify_one();
         Ok(entry)
+    }
+
+    /// Resolves after the next change of the override set (one waiter: the fleet's
+    /// sender; a change made while it was busy is not lost, `Notify` keeps a permit).
+    pub async fn changed(&self) {
+        self.changed.notified().await
+    }
+
+    /// Merges a peer's set into ours (`overrides::merge`: latest change per target wins,
+    /// expiry kept), and when that changes anything: persists, publishes (caches forget),
+    /// logs and counts every entry taken. A state file that cannot be written leaves
+    /// everything as it was (the peer re-sends; it is retried then). Returns how many
+    /// entries were taken.
+    pub fn merge_remote(&self, shared: &Shared, remote: Overrides, peer: &str) -> usize {
+        let mut inner = self.lock();
+        let merged = merge(&inner.overrides, &remote);
+        if merged == inner.overrides {
+            return 0;
+        }
+        let taken: Vec<Entry> = merged
+            .entries()
+            .filter(|e| inner.overrides.get(&e.target) != Some(*e))
+            .cloned()
+            .collect();
+        if let Err(error) = write_atomic(&self.state_file, &merged.to_json()) {
+            warn!(
+                state_file = %self.state_file.display(), %error, %peer,
+                "cannot persist overrides from a peer; not applied (retried with its next message)"
+            );
+            return 0;
+        }
+        inner.overrides = merged;
+        let snap = shared.load();
+        let now = now_ms();
+        self.publish(&mut inner, &snap.model, &snap, now);
+        drop(inner);
+        for entry in &taken {
+            Event::Merged { entry, peer }.emit(&self.metrics);
+        }
+        self.wake.notify_one();
+        self.changed.notify_one();
+        taken.len()
     }
 
     /// Rebuilds the view at `now` onto the running snapshot, then tells the caches.
@@ -360,6 +409,8 @@ enum Event<'a> {
     Changed { entry: &'a Entry, from: SocketAddr },
     /// An override reached its expiry.
     Expired { entry: &'a Entry },
+    /// A peer's change, taken by the merge (`[cluster]`).
+    Merged { entry: &'a Entry, peer: &'a str },
 }
 
 impl Event<'_> {
@@ -375,6 +426,19 @@ impl Event<'_> {
                     author = %entry.author,
                     expires = %entry.expires.map(rfc3339).unwrap_or_else(|| "never".into()),
                     "admin change"
+                );
+                label
+            }
+            Event::Merged { entry, peer } => {
+                let label = entry.action.label(&entry.target);
+                info!(
+                    action = label,
+                    "target" = %entry.target,
+                    reason = ?entry.reason,
+                    peer = %peer,
+                    author = %entry.author,
+                    expires = %entry.expires.map(rfc3339).unwrap_or_else(|| "never".into()),
+                    "admin change from a peer"
                 );
                 label
             }

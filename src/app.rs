@@ -92,8 +92,15 @@ pub async fn serve(config_path: PathBuf, mut overrides: Overrides) -> Result<(),
         overrides.apply(&mut loaded);
     }
     let metrics = Arc::new(Metrics::new()?);
-    let admin = admin_state
-        .map(|(settings, state)| crate::admin::AdminStore::new(&settings, state, metrics.clone()));
+    // With `[cluster]`, overrides are authored by the node name the peers know.
+    let node = loaded
+        .cluster
+        .as_ref()
+        .map_or_else(crate::admin::node_name, |c| c.node.clone());
+    let cluster_settings = loaded.cluster.clone();
+    let admin = admin_state.map(|(settings, state)| {
+        crate::admin::AdminStore::new(&settings, state, node, metrics.clone())
+    });
     let health = HealthTable::new(metrics.clone());
     let settings = loaded.model.server.clone();
     let (attached, first_round) = health.attach(loaded);
@@ -108,7 +115,7 @@ pub async fn serve(config_path: PathBuf, mut overrides: Overrides) -> Result<(),
     }
     metrics.reload_success.inc();
     metrics.last_reload.set(unix_now());
-    let app = App {
+    let mut app = App {
         shared: Arc::new(ArcSwap::from_pointee(snapshot)),
         metrics: metrics.clone(),
         health: health.clone(),
@@ -118,7 +125,20 @@ pub async fn serve(config_path: PathBuf, mut overrides: Overrides) -> Result<(),
         reload_lock: Arc::new(tokio::sync::Mutex::new(())),
         last_reload_failure: Arc::default(),
         admin,
+        cluster: None,
     };
+    // Attached as the first probe round starts (before any probe can have finished); a
+    // flip published before it would be recombined by the cluster ticker's first tick.
+    app.cluster = cluster_settings.map(|settings| {
+        crate::cluster::Cluster::new(
+            settings,
+            health.clone(),
+            app.admin.clone(),
+            app.shared.clone(),
+            metrics.clone(),
+        )
+    });
+    let cluster_tasks = app.cluster.as_ref().map(|c| c.spawn()).unwrap_or_default();
     let expiry = app
         .admin
         .as_ref()
@@ -149,6 +169,9 @@ pub async fn serve(config_path: PathBuf, mut overrides: Overrides) -> Result<(),
         warn!("drain timed out after 5s; exiting anyway");
     }
     health.shutdown();
+    for t in cluster_tasks {
+        t.abort();
+    }
     if let Some(e) = expiry {
         e.abort();
     }

@@ -67,6 +67,11 @@ pub fn serve(listener: tokio::net::TcpListener, app: App) -> JoinHandle<()> {
         Some(api) => router.merge(api),
         None => router,
     };
+    // `/cluster/v1/` (peer messages) exists only with `[cluster]`.
+    let router = match &app.cluster {
+        Some(c) => router.merge(c.router()),
+        None => router,
+    };
     tokio::spawn(accept_loop(listener, router))
 }
 
@@ -282,6 +287,7 @@ async fn status(State(app): State<App>) -> Response {
         })).collect::<Vec<_>>(),
         "regions": regions,
         "admin": crate::admin_api::admin_status(&app, &admin),
+        "cluster": app.cluster.as_ref().map(|c| c.status()),
     }))
 }
 
@@ -336,6 +342,35 @@ async fn explain(
     let snap = app.shared.load();
     let admin = snap.admin.load();
     match snap.explain(&name, &p.qtype, client, &crate::route::Live(&admin)) {
+        Ok(e) if app.cluster.is_some() => {
+            // With `[cluster]`, name the endpoints whose combined verdict (the one the
+            // decision used) differs from this instance's own probes.
+            let mut v = serde_json::to_value(&e).unwrap_or_default();
+            let differs: Vec<_> = app
+                .health
+                .status()
+                .into_iter()
+                .filter(|s| s.own_state.is_some_and(|own| own != s.state))
+                .map(|s| {
+                    json!({
+                        "region": s.region,
+                        "endpoint": s.endpoint,
+                        "combined": s.state,
+                        "own": s.own_state,
+                        "votes": s.votes,
+                        "note": format!(
+                            "the fleet's combined verdict ({}) differs from this instance's own probe ({})",
+                            s.state,
+                            s.own_state.unwrap_or("unknown")
+                        ),
+                    })
+                })
+                .collect();
+            if let Some(o) = v.as_object_mut() {
+                o.insert("combined_differs_from_local".into(), json!(differs));
+            }
+            Json(v).into_response()
+        }
         Ok(e) => Json(e).into_response(),
         Err(e) => bad(e),
     }

@@ -17,12 +17,15 @@
 //!  reload (SIGHUP, file watch) ─► config::load ─► Snapshot::build ─► swap
 //!  admin API (/api/v1) ─► admin store ─► overrides::AdminView, published with the
 //!                         snapshot and read by route through route::Live
+//!  cluster (/cluster/v1) ─► peers' votes ─► cluster::votes::combine ─► HealthCells;
+//!                           peers' override sets ─► overrides::merge ─► admin store
 //! ```
 
 pub mod admin;
 pub mod admin_api;
 pub mod admin_cli;
 pub mod app;
+pub mod cluster;
 pub mod config;
 pub mod countries;
 pub mod dns;

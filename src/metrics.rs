@@ -54,6 +54,16 @@ pub const REGION_DRAINED: &str = "geode_region_drained";
 /// `geode_admin_changes_total{action}`: runtime override changes (and expiries).
 pub const ADMIN_CHANGES: &str = "geode_admin_changes_total";
 
+/// `geode_cluster_peer_up{peer}`: 1 while this instance's last message to the peer (its
+/// configured address) was accepted, within `stale_after`.
+pub const CLUSTER_PEER_UP: &str = "geode_cluster_peer_up";
+/// `geode_endpoint_votes{region, endpoint, verdict}`: fresh vantages (own included) saying
+/// `up`, `down` or `unknown` about an endpoint.
+pub const ENDPOINT_VOTES: &str = "geode_endpoint_votes";
+/// `geode_cluster_messages_total{result}`: peer messages received, by
+/// `crate::cluster::wire::RESULTS` (accepted, or why refused).
+pub const CLUSTER_MESSAGES: &str = "geode_cluster_messages_total";
+
 /// The `action` label values of [`ADMIN_CHANGES`].
 pub const ADMIN_ACTIONS: [&str; 8] = [
     "drain",
@@ -137,6 +147,12 @@ pub struct Metrics {
     pub region_drained: IntGaugeVec,
     /// Runtime override changes by action ([`ADMIN_ACTIONS`]).
     pub admin_changes: IntCounterVec,
+    /// [`CLUSTER_PEER_UP`].
+    pub cluster_peer_up: IntGaugeVec,
+    /// [`ENDPOINT_VOTES`].
+    pub endpoint_votes: IntGaugeVec,
+    /// [`CLUSTER_MESSAGES`].
+    pub cluster_messages: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -251,6 +267,30 @@ impl Metrics {
             &["action"],
         )?;
         reg(Box::new(admin_changes.clone()))?;
+        let cluster_peer_up = IntGaugeVec::new(
+            Opts::new(
+                CLUSTER_PEER_UP,
+                "1 while the last message to this peer was accepted within stale_after ([cluster]).",
+            ),
+            &["peer"],
+        )?;
+        reg(Box::new(cluster_peer_up.clone()))?;
+        let endpoint_votes = IntGaugeVec::new(
+            Opts::new(
+                ENDPOINT_VOTES,
+                "Fresh vantages (this instance included) giving this verdict on the endpoint ([cluster]).",
+            ),
+            &["region", "endpoint", "verdict"],
+        )?;
+        reg(Box::new(endpoint_votes.clone()))?;
+        let cluster_messages = IntCounterVec::new(
+            Opts::new(
+                CLUSTER_MESSAGES,
+                "Peer messages received, by result: accepted, or why refused ([cluster]).",
+            ),
+            &["result"],
+        )?;
+        reg(Box::new(cluster_messages.clone()))?;
         #[cfg(target_os = "linux")]
         reg(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -273,6 +313,9 @@ impl Metrics {
             answer_cache_miss: cache.with_label_values(&["miss"]),
             malformed: MALFORMED_REASONS.map(|r| malformed.with_label_values(&[r])),
             region_drained,
+            cluster_peer_up,
+            endpoint_votes,
+            cluster_messages,
             admin_changes,
             registry,
         })

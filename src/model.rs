@@ -587,6 +587,62 @@ impl std::fmt::Debug for AdminSettings {
     }
 }
 
+/// How an instance combines its own verdict on an endpoint with its peers' (`[cluster]
+/// health`). The rule itself is `crate::cluster::votes::combine`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterHealth {
+    /// Own probes only: peers' votes are shown but never count.
+    Local,
+    /// Down when a strict majority of fresh vantages say down.
+    Quorum,
+    /// Down only when every fresh vantage says down.
+    All,
+    /// Down when any fresh vantage says down.
+    Any,
+}
+
+impl ClusterHealth {
+    /// The config spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClusterHealth::Local => "local",
+            ClusterHealth::Quorum => "quorum",
+            ClusterHealth::All => "all",
+            ClusterHealth::Any => "any",
+        }
+    }
+}
+
+/// `[cluster]`: this instance's place in a fleet sharing health verdicts and overrides.
+/// Start-only: a reload that changes it is refused by name (restart to change it).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// Unique name of this instance (the vantage name in votes, the author of overrides).
+    pub node: String,
+    /// The other instances' admin HTTP addresses.
+    pub peers: Vec<SocketAddr>,
+    /// File holding the shared secret.
+    pub secret_file: std::path::PathBuf,
+    /// The shared secret (HMAC-SHA256 key of every peer message).
+    pub secret: Secret,
+    /// How votes combine.
+    pub health: ClusterHealth,
+    /// A peer not heard from this long does not vote.
+    pub stale_after: Duration,
+}
+
+impl std::fmt::Debug for ClusterSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterSettings")
+            .field("node", &self.node)
+            .field("peers", &self.peers)
+            .field("secret_file", &self.secret_file)
+            .field("health", &self.health)
+            .field("stale_after", &self.stale_after)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A secret that never prints (Debug shows `<redacted>`) and compares in constant time.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -611,6 +667,13 @@ impl Secret {
             diff |= std::hint::black_box(a ^ b);
         }
         std::hint::black_box(diff) == 0
+    }
+}
+
+impl Secret {
+    /// The secret's bytes, as a MAC key. Never print or log them.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
     }
 }
 

@@ -146,6 +146,11 @@ pub async fn reload(app: &App) -> Result<String, ReloadError> {
     if files(&current.admin_settings) != files(&loaded.admin) {
         changed.push("admin");
     }
+    // `[cluster]` is start-only, secret included: peers, node name and policy are wired
+    // into running tasks, and a secret rotated on one instance only would cut it off.
+    if current.cluster_settings != loaded.cluster {
+        changed.push("cluster");
+    }
     if !changed.is_empty() {
         app.metrics.reload_failure.inc();
         return Err(ReloadError::StartOnly {

@@ -13,7 +13,7 @@ use crate::config::Loaded;
 use crate::dns::zones::ZoneIndex;
 use crate::geo::GeoDb;
 use crate::metrics::Metrics;
-use crate::model::{AdminSettings, Model};
+use crate::model::{AdminSettings, ClusterSettings, Model};
 use crate::overrides::AdminView;
 
 /// Everything one query needs, immutable.
@@ -40,6 +40,9 @@ pub struct Snapshot {
     pub generation: u64,
     /// `[admin]` as loaded with this config (the API reads its token from here).
     pub admin_settings: Option<AdminSettings>,
+    /// `[cluster]` as loaded with this config (start-only: a reload must keep it equal;
+    /// the peer endpoint reads the secret from here).
+    pub cluster_settings: Option<ClusterSettings>,
     /// The runtime overrides in force over this model: replaced (not the snapshot) when
     /// an override changes or expires, loaded once per routed query. Empty until the
     /// admin store attaches its view (`crate::admin`).
@@ -77,6 +80,7 @@ impl Snapshot {
         let HealthAttached(Loaded {
             model,
             admin,
+            cluster,
             source,
         }) = attached;
         let zones = ZoneIndex::build(&model);
@@ -103,6 +107,7 @@ impl Snapshot {
             loaded_at: SystemTime::now(),
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
             admin_settings: admin,
+            cluster_settings: cluster,
             admin: ArcSwap::from_pointee(AdminView::none()),
         }
     }

@@ -15,7 +15,7 @@ mod values;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use crate::model::{AdminSettings, Model, ServerSettings};
+use crate::model::{AdminSettings, ClusterSettings, Model, ServerSettings};
 use raw::RawConfig;
 use spans::{SpanIndex, render};
 
@@ -24,6 +24,9 @@ use error::{humanize_serde, line_of_text, unknown_key_name};
 use validate::Validator;
 pub use values::{in_zone, normalize_name, parse_client_key, parse_duration};
 
+/// The shortest cluster secret accepted, bytes.
+pub const MIN_CLUSTER_SECRET: usize = 16;
+
 /// A loaded file: the model plus what is needed to attribute later errors to lines.
 #[derive(Debug)]
 pub struct Loaded {
@@ -31,6 +34,8 @@ pub struct Loaded {
     pub model: Model,
     /// `[admin]`, when the runtime override API is enabled.
     pub admin: Option<AdminSettings>,
+    /// `[cluster]`, when this instance shares verdicts and overrides with peers.
+    pub cluster: Option<ClusterSettings>,
     /// Where it came from.
     pub source: Source,
 }
@@ -174,12 +179,14 @@ pub fn parse(text: &str, file: &Path) -> Result<Loaded, ConfigError> {
     };
     let base = file.parent().unwrap_or_else(|| Path::new("."));
     let admin = raw.admin.as_ref().and_then(|a| v.admin(a, base));
+    let cluster = raw.cluster.as_ref().and_then(|c| v.cluster(c, base));
     let model = v.model(raw, base);
     if v.problems.is_empty() {
         let self_probes = v.self_probes;
         Ok(Loaded {
             model,
             admin,
+            cluster,
             source: Source {
                 file: file.to_path_buf(),
                 hash: fnv_hex(text),

@@ -32,6 +32,24 @@ pub struct RawConfig {
     pub client_networks: BTreeMap<String, RawClientNetwork>,
     /// `[admin]`: the runtime override API; absent = disabled.
     pub admin: Option<RawAdmin>,
+    /// `[cluster]`: shared health verdicts and overrides with peers; absent = alone.
+    pub cluster: Option<RawCluster>,
+}
+
+/// `[cluster]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    /// Unique name of this instance. Required.
+    pub node: Option<String>,
+    /// The other instances' admin HTTP addresses (`ip:port`). Required (may be empty).
+    pub peers: Option<Vec<String>>,
+    /// File with the shared secret (one line), relative to the config file. Required.
+    pub secret_file: Option<String>,
+    /// `local | quorum | all | any`. Default `quorum`.
+    pub health: Option<String>,
+    /// A peer not heard from this long does not vote. Default `"5s"`.
+    pub stale_after: Option<String>,
 }
 
 /// `[admin]`.

@@ -973,3 +973,45 @@ fn secrets_compare_whole_and_never_print() {
     }
     assert_eq!(format!("{s:?}"), "<redacted>");
 }
+
+// [cluster]
+
+#[test]
+fn cluster_errors_name_their_key_and_line() {
+    let text = format!(
+        "{ZONE}\n[cluster]\nnode = \"fra 1\"\npeers = [\"10.0.0.2:9153\", \"nope\", \"10.0.0.2:9153\"]\nhealth = \"most\"\nstale_after = \"100ms\"\n"
+    );
+    let p = problems(&text);
+    let find = |key: &str, part: &str| {
+        p.iter()
+            .find(|p| p.key == key && p.message.contains(part))
+            .unwrap_or_else(|| panic!("no {key} problem with {part:?} in {p:#?}"))
+            .line
+    };
+    assert_eq!(find("cluster", "[cluster] needs secret_file"), 6);
+    assert_eq!(find("cluster.node", "must be 1 to 64"), 7);
+    assert_eq!(
+        find("cluster.peers", "peers[1] = \"nope\" is not ip:port"),
+        8
+    );
+    assert_eq!(find("cluster.peers", "listed twice"), 8);
+    assert_eq!(
+        find("cluster.health", "not one of local, quorum, all, any"),
+        9
+    );
+    assert_eq!(find("cluster.stale_after", "at least 200ms"), 10);
+}
+
+#[test]
+fn cluster_unknown_keys_and_a_missing_secret_file_are_reported() {
+    let (line, key, msg) = one(&format!(
+        "{ZONE}\n[cluster]\nnode = \"a\"\npeers = []\nsecret_file = \"s\"\nsecrt = \"x\"\n"
+    ));
+    assert_eq!((line, key.as_str()), (10, "cluster.secrt"), "{msg}");
+    assert!(msg.contains("unknown"), "{msg}");
+    let (line, key, msg) = one(&format!(
+        "{ZONE}\n[cluster]\nnode = \"a\"\npeers = []\nsecret_file = \"no-such-secret\"\n"
+    ));
+    assert_eq!((line, key.as_str()), (9, "cluster.secret_file"), "{msg}");
+    assert!(msg.contains("cannot read"), "{msg}");
+}

@@ -25,7 +25,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tracing::warn;
+use tracing::{info, warn};
 
 pub use hysteresis::{Flip, Hysteresis};
 pub use schedule::LatenessLog;
@@ -41,9 +41,34 @@ pub struct HealthTable {
     inner: Mutex<Inner>,
 }
 
+/// Other vantages' say on an endpoint (`[cluster]`, see `crate::cluster`). Without one
+/// attached, the cell holds this instance's own verdict.
+pub trait Vantages: Send + Sync {
+    /// The verdict routing uses, given this instance's own.
+    fn combined(&self, region: &str, endpoint: &str, own: Probed) -> Probed;
+    /// The peers' votes on an endpoint, for `/status`.
+    fn votes(&self, region: &str, endpoint: &str) -> Vec<VantageVote>;
+    /// Called after this instance's own verdict on some endpoint changed.
+    fn own_changed(&self);
+}
+
+/// One peer's vote in `/status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct VantageVote {
+    /// The peer's `[cluster] node`.
+    pub node: String,
+    /// `up`, `down` or `unknown`.
+    pub state: &'static str,
+    /// Seconds since the peer's last accepted message.
+    pub age_s: f64,
+    /// False once older than `stale_after`: the vote does not count.
+    pub fresh: bool,
+}
+
 /// What probe tasks share with the table.
 pub(crate) struct Shared {
     metrics: Arc<Metrics>,
+    vantages: OnceLock<Arc<dyn Vantages>>,
     /// Region name -> what `geode_region_up` is computed from; replaced on every sync.
     regions: Mutex<HashMap<String, RegionCells>>,
     lateness: OnceLock<Arc<LatenessLog>>,
@@ -129,8 +154,15 @@ pub struct EndpointStatus {
     pub probe_target: Option<String>,
     /// Check name; null for an endpoint without a check (always up).
     pub check: Option<String>,
-    /// `up`, `down` or `unknown` (no probe result yet).
+    /// `up`, `down` or `unknown` (no probe result yet): the verdict routing uses (with
+    /// `[cluster]`, the combined verdict).
     pub state: &'static str,
+    /// With `[cluster]`: this instance's own verdict (after its rise/fall).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub own_state: Option<&'static str>,
+    /// With `[cluster]`: every peer's vote, fresh or stale, with its age.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub votes: Option<Vec<VantageVote>>,
     /// Unix time of the last flip, or of the first result.
     pub since: Option<f64>,
     /// `ok`, or why the last probe failed.
@@ -149,6 +181,7 @@ impl HealthTable {
         Arc::new(HealthTable {
             shared: Arc::new(Shared {
                 metrics,
+                vantages: OnceLock::new(),
                 regions: Mutex::new(HashMap::new()),
                 lateness: OnceLock::new(),
                 tls: probe::Tls::new(),
@@ -321,6 +354,7 @@ impl HealthTable {
 
     /// Every endpoint's state, in config order.
     pub fn status(&self) -> Vec<EndpointStatus> {
+        let vantages = self.shared.vantages.get();
         let inner = self.lock();
         inner
             .order
@@ -332,6 +366,8 @@ impl HealthTable {
                     probe_target: None,
                     check: None,
                     state: "up",
+                    own_state: None,
+                    votes: None,
                     since: None,
                     last_result: None,
                     last_probe_latency_ms: None,
@@ -347,6 +383,10 @@ impl HealthTable {
                         probe_target: Some(key.target.to_string()),
                         check: Some(e.check.clone()),
                         state: state_name(e.cell.get()),
+                        own_state: vantages
+                            .is_some()
+                            .then(|| state_name(last.own.unwrap_or(Probed::Unknown))),
+                        votes: vantages.map(|v| v.votes(&key.region, &e.endpoint)),
                         since: last.since.map(unix_secs),
                         last_result: last.result,
                         last_probe_latency_ms: last.latency.map(|d| d.as_secs_f64() * 1e3),
@@ -356,6 +396,76 @@ impl HealthTable {
                 }
             })
             .collect()
+    }
+
+    /// Lets `vantages` combine every endpoint's verdict from now on (`[cluster]`); only
+    /// the first attached is used. Call [`HealthTable::recombine`] after.
+    pub fn attach_vantages(&self, vantages: Arc<dyn Vantages>) {
+        let _ = self.shared.vantages.set(vantages);
+    }
+
+    /// This instance's own verdict on every probed endpoint, as (region, endpoint).
+    pub fn own_verdicts(&self) -> Vec<(String, String, Probed)> {
+        let inner = self.lock();
+        inner
+            .order
+            .iter()
+            .filter_map(|row| match row {
+                Row::Probed(key) => inner.probed.get(key).map(|e| {
+                    let own = e.last.lock().unwrap_or_else(|e| e.into_inner()).own;
+                    (
+                        key.region.clone(),
+                        e.endpoint.clone(),
+                        own.unwrap_or(Probed::Unknown),
+                    )
+                }),
+                Row::Unchecked { .. } => None,
+            })
+            .collect()
+    }
+
+    /// Recomputes every probed endpoint's combined verdict (after a peer's message, or
+    /// as votes go stale) and publishes the ones that changed: the cell (which moves the
+    /// health epoch, so answer caches and route memos forget), `geode_endpoint_up`,
+    /// `geode_region_up`, and one log line each.
+    pub fn recombine(&self) {
+        let Some(vantages) = self.shared.vantages.get() else {
+            return;
+        };
+        let mut regions = HashSet::new();
+        {
+            let inner = self.lock();
+            for (key, e) in &inner.probed {
+                // Held while the cell is written: the probe task writes its flips under
+                // it too, so the two never publish out of order.
+                let last = e.last.lock().unwrap_or_else(|e| e.into_inner());
+                let Some(own) = last.own else {
+                    // No own result yet: the first round decides first, as without peers.
+                    continue;
+                };
+                let combined = vantages.combined(&key.region, &e.endpoint, own);
+                let before = e.cell.get();
+                if before != combined {
+                    e.cell.set(combined);
+                    drop(last);
+                    self.shared
+                        .metrics
+                        .endpoint_up
+                        .with_label_values(&[key.region.as_str(), e.endpoint.as_str()])
+                        .set(i64::from(combined == Probed::Up));
+                    regions.insert(key.region.clone());
+                    info!(
+                        region = %key.region, endpoint = %e.endpoint,
+                        from = state_name(before), to = state_name(combined),
+                        own = state_name(own),
+                        "combined verdict changed (peers' votes)"
+                    );
+                }
+            }
+        }
+        for region in regions {
+            self.shared.recompute_region(&region);
+        }
     }
 
     /// Stops every probe task; cells keep their last state. Later syncs attach cells but
@@ -383,6 +493,20 @@ impl Drop for HealthTable {
 }
 
 impl Shared {
+    /// The verdict to publish for an endpoint whose own verdict is `own`.
+    fn combined(&self, region: &str, endpoint: &str, own: Probed) -> Probed {
+        match self.vantages.get() {
+            Some(v) => v.combined(region, endpoint, own),
+            None => own,
+        }
+    }
+
+    fn own_changed(&self) {
+        if let Some(v) = self.vantages.get() {
+            v.own_changed();
+        }
+    }
+
     /// Recomputes `geode_region_up` after a flip in `region`.
     fn recompute_region(&self, region: &str) {
         let regions = self.regions.lock().unwrap_or_else(|e| e.into_inner());
@@ -418,6 +542,11 @@ fn remove_endpoint_labels(metrics: &Metrics, region: &str, endpoint: &str) {
         let _ = metrics
             .transitions
             .remove_label_values(&[region, endpoint, to]);
+    }
+    for verdict in ["up", "down", "unknown"] {
+        let _ = metrics
+            .endpoint_votes
+            .remove_label_values(&[region, endpoint, verdict]);
     }
 }
 

@@ -28,6 +28,9 @@ pub(crate) struct Last {
     pub at: Option<SystemTime>,
     /// Same results in a row.
     pub consecutive: u32,
+    /// This instance's own verdict (after rise/fall); `None` before the first result.
+    /// The cell holds the combined verdict when `[cluster]` is on, this one otherwise.
+    pub own: Option<Probed>,
 }
 
 /// Everything one probe task owns.
@@ -106,20 +109,28 @@ impl ProbeTask {
 
                     let flip = hysteresis.observe(result.is_ok());
                     let now = SystemTime::now();
+                    let mut combined = None;
                     {
                         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
                         last.result = Some(result.clone().err().unwrap_or_else(|| "ok".into()));
                         last.latency = Some(took);
                         last.at = Some(now);
                         last.consecutive = hysteresis.consecutive();
-                        if flip.is_some() {
+                        if let Some(flip) = flip {
                             last.since = Some(now);
+                            last.own = Some(flip.to);
+                            // Under the same lock as `HealthTable::recombine`, so a
+                            // recombination that read the old own verdict cannot
+                            // overwrite this one.
+                            let c = self.shared.combined(&self.region, &self.endpoint, flip.to);
+                            self.cell.set(c);
+                            combined = Some(c);
                         }
                     }
-                    if let Some(flip) = flip {
-                        self.cell.set(flip.to);
-                        up_gauge.set(i64::from(flip.to == Probed::Up));
+                    if let (Some(flip), Some(combined)) = (flip, combined) {
+                        up_gauge.set(i64::from(combined == Probed::Up));
                         self.shared.recompute_region(&self.region);
+                        self.shared.own_changed();
                         if !flip.is_initial() {
                             if flip.to == Probed::Up {
                                 &to_up

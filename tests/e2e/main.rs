@@ -5,6 +5,7 @@ mod admin;
 mod config_check;
 mod differential;
 mod first_run;
+mod fleet;
 mod fuzz_corpus;
 mod hardening;
 mod harness;

@@ -2,6 +2,7 @@
 //! problem with its key path, and builds the [`Model`].
 
 mod checks;
+mod cluster;
 mod regions;
 mod server;
 mod services;

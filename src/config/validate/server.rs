@@ -19,44 +19,7 @@ impl Validator<'_> {
             return None;
         };
         let path = base.join(token_file);
-        let key = ["admin", "token_file"];
-        let meta = match std::fs::metadata(&path) {
-            Ok(m) => m,
-            Err(e) => {
-                self.err(&key, format!("cannot read {}: {e}", path.display()));
-                return None;
-            }
-        };
-        use std::os::unix::fs::PermissionsExt;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o007 != 0 {
-            self.err(
-                &key,
-                format!(
-                    "{} is accessible to every user (mode {mode:04o}); it holds the admin token: chmod o-rwx it (e.g. chmod 600)",
-                    path.display()
-                ),
-            );
-            return None;
-        }
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) => {
-                self.err(&key, format!("cannot read {}: {e}", path.display()));
-                return None;
-            }
-        };
-        let token = text.trim_end_matches(['\n', '\r']);
-        if token.is_empty() || token.contains(char::is_whitespace) {
-            self.err(
-                &key,
-                format!(
-                    "{} must hold the token on one line, without spaces",
-                    path.display()
-                ),
-            );
-            return None;
-        }
+        let token = self.secret_file(&["admin", "token_file"], &path, "the admin token")?;
         let state_path = base.join(state_file);
         let state_dir = state_path
             .parent()
@@ -76,8 +39,56 @@ impl Validator<'_> {
         Some(AdminSettings {
             token_file: path,
             state_file: state_path,
-            token: Secret::new(token.to_string()),
+            token,
         })
+    }
+
+    /// Reads a credential file: one non-empty line without spaces, not accessible to
+    /// every user.
+    pub(in crate::config) fn secret_file(
+        &mut self,
+        key: &[&str],
+        path: &Path,
+        what: &str,
+    ) -> Option<Secret> {
+        let meta = match std::fs::metadata(path) {
+            Ok(m) => m,
+            Err(e) => {
+                self.err(key, format!("cannot read {}: {e}", path.display()));
+                return None;
+            }
+        };
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o007 != 0 {
+            self.err(
+                key,
+                format!(
+                    "{} is accessible to every user (mode {mode:04o}); it holds {what}: chmod o-rwx it (e.g. chmod 600)",
+                    path.display()
+                ),
+            );
+            return None;
+        }
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                self.err(key, format!("cannot read {}: {e}", path.display()));
+                return None;
+            }
+        };
+        let token = text.trim_end_matches(['\n', '\r']);
+        if token.is_empty() || token.contains(char::is_whitespace) {
+            self.err(
+                key,
+                format!(
+                    "{} must hold {what} on one line, without spaces",
+                    path.display()
+                ),
+            );
+            return None;
+        }
+        Some(Secret::new(token.to_string()))
     }
 
     pub(in crate::config) fn server(&mut self, s: &raw::RawServer, base: &Path) -> ServerSettings {
