@@ -37,6 +37,9 @@
 #   GEODE_BIN= (a prebuilt binary; implies SKIP_BUILD)
 #   DNSPERF_EXTRA= (added to the max-q/s dnsperf runs, e.g. "-q 500": dnsperf keeps at
 #   most 100 queries outstanding by default, so max q/s <= 100 / latency)
+#   WORKLOAD= (geo for geode|gdnsd|compare, mix for mix; "realistic" = 1M Zipf-popular
+#   client subnets over www/api/cdn A/AAAA, where the answer cache misses: see
+#   gen-workload.py; generated on first use, about a minute)
 #   ANSWER_CACHE_KIB= (geode's server.answer_cache_kib; 0 computes every reply. The geo
 #   workload repeats 3,000 distinct queries, so with the default cache nearly every
 #   reply after the first round comes from it; the table shows the share.)
@@ -121,8 +124,9 @@ port_free() { ! ss -Hlun "sport = :$1" 2>/dev/null | grep -q . && ! ss -Hltn "sp
 prepare_data() {
   DB="$("$BENCH/fetch-geolite2.sh")"
   [[ -s "$DB" ]] || die "no GeoLite2-City database"
-  local w
-  for w in geo mix; do
+  local w ws=(geo mix)
+  [[ "$WORKLOAD_NAME" == realistic ]] && ws+=(realistic)
+  for w in "${ws[@]}"; do
     local bin="$DATA/$w.bin"
     if [[ ! -s "$bin" || "$BENCH/gen-workload.py" -nt "$bin" || "$BENCH/benchlib.py" -nt "$bin" \
           || "$BENCH/geode-bench.toml" -nt "$bin" || "$DB" -nt "$bin" ]]; then
@@ -504,11 +508,12 @@ table() {
 
 # ---------------------------------------------------------------- main
 
+WORKLOAD_NAME="${WORKLOAD:-geo}"
+[[ "$MODE" == mix ]] && WORKLOAD_NAME="${WORKLOAD:-mix}"
+case "$WORKLOAD_NAME" in geo|mix|realistic) ;; *) die "WORKLOAD=$WORKLOAD_NAME: geo, mix or realistic" ;; esac
 prereqs
 prepare_data
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
-WORKLOAD_NAME=geo
-[[ "$MODE" == mix ]] && WORKLOAD_NAME=mix
 WORKLOAD_BIN="$DATA/$WORKLOAD_NAME.bin"
 WORKLOAD_TXT="$DATA/$WORKLOAD_NAME.txt"
 GEODE_REV="n/a"
