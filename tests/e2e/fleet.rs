@@ -1155,3 +1155,142 @@ stale_after = "{stale}"
         "{metrics}"
     );
 }
+
+/// A free loopback port (bound, then released for geode to take).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Every `[cluster] health` policy end to end, on loopback (no root needed): three
+/// instances share one endpoint, whose probe target differs per instance, so instance a
+/// sees it down (a closed port) while b and c see it up (a listening one).
+#[test]
+fn fleet_policies_combine_votes_on_loopback() {
+    // The "up" backend: a TCP check only needs the connection to be accepted.
+    let backend = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let up = backend.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for c in backend.incoming() {
+            drop(c);
+        }
+    });
+    let down = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    // (policy, what a / b / c answer)
+    let table = [
+        ("quorum", ["near", "near", "near"]),
+        ("all", ["near", "near", "near"]),
+        ("any", ["far", "far", "far"]),
+        ("local", ["far", "near", "near"]),
+    ];
+    for (policy, want) in table {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let secret = dir.path().join("cluster.key");
+        std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let admin: Vec<SocketAddr> = (0..3)
+            .map(|_| SocketAddr::from(([127, 0, 0, 1], free_port())))
+            .collect();
+        let nodes = ["a", "b", "c"];
+        let geodes: Vec<crate::harness::Geode> = (0..3)
+            .map(|i| {
+                let peers: Vec<String> = (0..3)
+                    .filter(|&j| j != i)
+                    .map(|j| format!("\"{}\"", admin[j]))
+                    .collect();
+                let probe = if i == 0 { down } else { up };
+                let text = format!(
+                    r#"
+[zones."gslb.test."]
+soa = {{ mname = "ns1.gslb.test.", rname = "hostmaster.gslb.test.", serial = 1 }}
+ns = ["ns1.gslb.test."]
+
+[checks.tcp]
+type = "tcp"
+port = 9
+interval = "200ms"
+timeout = "150ms"
+rise = 1
+fall = 1
+
+[regions.near]
+endpoints = [{{ address = "{NEAR}", check = "tcp", probe = "{probe}" }}]
+
+[regions.far]
+endpoints = [{{ address = "{FAR}" }}]
+
+[services."{NAME}"]
+regions = ["near", "far"]
+
+[latency]
+"cidr:127.0.0.0/8" = {{ near = 10, far = 80 }}
+
+[cluster]
+node = "{node}"
+peers = [{peers}]
+secret_file = "cluster.key"
+health = "{policy}"
+stale_after = "1s"
+"#,
+                    node = nodes[i],
+                    peers = peers.join(", ")
+                );
+                let path = dir.path().join(format!("{}.toml", nodes[i]));
+                std::fs::write(&path, text).unwrap();
+                let listen = admin[i].to_string();
+                crate::harness::Geode::start_args(
+                    dir.clone(),
+                    &path,
+                    &["--dns-listen", "127.0.0.1:0", "--http-listen", &listen],
+                )
+            })
+            .collect();
+        // Every instance hears both others.
+        for g in &geodes {
+            wait_for(Duration::from_secs(5), "peers heard", || {
+                let (_, body) = http(g.http, "GET", "/status", &[], "");
+                let s: Value = serde_json::from_str(&body).unwrap_or_default();
+                s["cluster"]["heard"]
+                    .as_array()
+                    .is_some_and(|h| h.len() == 2 && h.iter().all(|p| p["fresh"] == true))
+            });
+        }
+        for (i, g) in geodes.iter().enumerate() {
+            let want_ip = if want[i] == "near" { NEAR } else { FAR };
+            wait_for(
+                Duration::from_secs(3),
+                &format!("{policy}: {} answers {}", nodes[i], want[i]),
+                || matches!(query(g.udp), Ok((ResponseCode::NoError, a)) if a == [want_ip]),
+            );
+        }
+        // And it holds (votes refreshed a few times over).
+        std::thread::sleep(Duration::from_millis(600));
+        for (i, g) in geodes.iter().enumerate() {
+            let want_ip = if want[i] == "near" { NEAR } else { FAR };
+            let got = query(g.udp);
+            assert!(
+                matches!(&got, Ok((ResponseCode::NoError, a)) if *a == [want_ip]),
+                "{policy}: {} answered {got:?}, want {}",
+                nodes[i],
+                want[i]
+            );
+        }
+        // a's own probe says down; what routing uses is the combined verdict.
+        let (_, body) = http(geodes[0].http, "GET", "/status", &[], "");
+        let s: Value = serde_json::from_str(&body).unwrap();
+        let near = s["regions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "near")
+            .unwrap();
+        let row = &near["endpoints"][0]["probe"];
+        assert_eq!(row["own_state"], "down", "{row:#}");
+        let combined = if want[0] == "near" { "up" } else { "down" };
+        assert_eq!(row["state"], combined, "{policy}: {row:#}");
+    }
+}
