@@ -9,6 +9,9 @@
 //!     --toggle-collect='qpath::run' target/release/deps/qpath-HASH 2
 //! ```
 //!
+//! `QPATH_WORKLOAD` names another message file (default bench/data/geo.bin, e.g.
+//! bench/data/realistic.bin), `QPATH_LIMIT` keeps its first N messages.
+//!
 //! Arguments: rounds over the 3,000 messages (default 1), then KiB of memory to touch
 //! between queries as a stand-in for the kernel's cache footprint (default 0).
 //! Counts cover the warm-up round too: divide by 3,000 x (rounds + 1).
@@ -35,7 +38,7 @@ fn run(
     msgs: &[Vec<u8>],
     rounds: usize,
     touch: &mut [u8],
-) -> usize {
+) -> (usize, u64) {
     let mut out = Vec::with_capacity(1232);
     let mut memo = geode::route::RouteMemo::default();
     let src = IpAddr::from([127, 0, 0, 1]);
@@ -52,7 +55,7 @@ fn run(
             }
         }
     }
-    replies
+    (replies, memo.hits())
 }
 
 fn main() {
@@ -71,17 +74,32 @@ fn main() {
         geo,
         &metrics,
     );
-    let msgs = common::load_messages(&root.join("bench/data/geo.bin"))
-        .expect("bench/data/geo.bin missing: python3 bench/gen-workload.py (see bench/README.md)");
+    let workload = std::env::var_os("QPATH_WORKLOAD")
+        .map_or_else(|| root.join("bench/data/geo.bin"), PathBuf::from);
+    let mut msgs = common::load_messages(&workload).unwrap_or_else(|| {
+        panic!(
+            "{} missing: python3 bench/gen-workload.py (see bench/README.md)",
+            workload.display()
+        )
+    });
+    if let Some(limit) = std::env::var_os("QPATH_LIMIT") {
+        msgs.truncate(
+            limit
+                .to_str()
+                .and_then(|s| s.parse().ok())
+                .expect("QPATH_LIMIT: a count"),
+        );
+    }
     let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
     let rounds: usize = args.next().map_or(1, |s| s.parse().expect("rounds"));
     let kib: usize = args.next().map_or(0, |s| s.parse().expect("KiB"));
     let mut touch = vec![0u8; kib * 1024];
     run(&snap, &metrics, &msgs, 1, &mut []);
     let t = Instant::now();
-    let replies = run(&snap, &metrics, &msgs, rounds, &mut touch);
+    let (replies, memo_hits) = run(&snap, &metrics, &msgs, rounds, &mut touch);
     eprintln!(
-        "{} messages x {rounds}: {replies} fast-path replies, {:.0} ns per query (wall)",
+        "{} messages x {rounds}: {replies} fast-path replies, {memo_hits} route memo hits, \
+         {:.0} ns per query (wall)",
         msgs.len(),
         t.elapsed().as_nanos() as f64 / (msgs.len() * rounds) as f64
     );

@@ -1682,7 +1682,10 @@ fn route_memo_stays_out_of_cidr_keyed_models() {
 #[test]
 fn route_memo_is_80_kib() {
     // RouteMemo::SLOTS documents the memo's size; the RSS budget counts on it.
-    assert_eq!(std::mem::size_of::<MemoSlot>() * RouteMemo::SLOTS, 320 << 10);
+    assert_eq!(
+        std::mem::size_of::<MemoSlot>() * RouteMemo::SLOTS,
+        320 << 10
+    );
 }
 
 #[test]
