@@ -26,6 +26,7 @@ pub mod app;
 pub mod config;
 pub mod countries;
 pub mod dns;
+pub mod dnssec;
 pub mod geo;
 pub mod health;
 pub mod http;

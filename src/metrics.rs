@@ -49,6 +49,15 @@ pub const MALFORMED_REASONS: [&str; 6] = [
     "question_count",
 ];
 
+/// `geode_dnssec_signatures_total`: RRSIGs made (signature cache misses times keys).
+pub const DNSSEC_SIGNATURES: &str = "geode_dnssec_signatures_total";
+/// `geode_dnssec_signature_cache_total{result}`: RRsets looked up in the signature cache,
+/// by result (hit, miss).
+pub const DNSSEC_SIG_CACHE: &str = "geode_dnssec_signature_cache_total";
+/// `geode_dnssec_compact_budget_exceeded_total`: compact-denial answers that fell back to
+/// the NSEC chain because the zone's per-second signing budget was spent.
+pub const DNSSEC_OVER_BUDGET: &str = "geode_dnssec_compact_budget_exceeded_total";
+
 /// `geode_region_drained{region}`: 1 while the region is drained by config or override.
 pub const REGION_DRAINED: &str = "geode_region_drained";
 /// `geode_admin_changes_total{action}`: runtime override changes (and expiries).
@@ -137,6 +146,8 @@ pub struct Metrics {
     pub region_drained: IntGaugeVec,
     /// Runtime override changes by action ([`ADMIN_ACTIONS`]).
     pub admin_changes: IntCounterVec,
+    /// DNSSEC signing counters, handed to every zone signer.
+    pub dnssec: crate::dnssec::SignCounters,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -251,6 +262,24 @@ impl Metrics {
             &["action"],
         )?;
         reg(Box::new(admin_changes.clone()))?;
+        let signatures = IntCounter::new(
+            DNSSEC_SIGNATURES,
+            "RRSIG records made by online signing (signature cache misses times keys).",
+        )?;
+        reg(Box::new(signatures.clone()))?;
+        let sig_cache = IntCounterVec::new(
+            Opts::new(
+                DNSSEC_SIG_CACHE,
+                "RRsets of DO answers looked up in the signature cache, by result (hit, miss).",
+            ),
+            &["result"],
+        )?;
+        reg(Box::new(sig_cache.clone()))?;
+        let over_budget = IntCounter::new(
+            DNSSEC_OVER_BUDGET,
+            "Compact-denial answers that used the NSEC chain because the signing budget was spent.",
+        )?;
+        reg(Box::new(over_budget.clone()))?;
         #[cfg(target_os = "linux")]
         reg(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -274,6 +303,12 @@ impl Metrics {
             malformed: MALFORMED_REASONS.map(|r| malformed.with_label_values(&[r])),
             region_drained,
             admin_changes,
+            dnssec: crate::dnssec::SignCounters {
+                signatures,
+                hits: sig_cache.with_label_values(&["hit"]),
+                misses: sig_cache.with_label_values(&["miss"]),
+                over_budget,
+            },
             registry,
         })
     }

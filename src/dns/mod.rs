@@ -41,6 +41,7 @@ pub mod malformed;
 #[cfg(target_os = "linux")]
 mod mmsg;
 pub mod rules;
+pub mod signed;
 pub mod tcp;
 pub mod udp;
 pub mod zones;
@@ -90,6 +91,11 @@ pub struct Reply<'s> {
     pub answers: Vec<Cow<'s, Record>>,
     /// SOA for AUTHORITY of negative answers.
     pub soa: Option<&'s Record>,
+    /// AUTHORITY after the SOA: its RRSIGs and the NSEC proof, for DO queries in signed
+    /// zones ([`signed::sign_reply`]); sent whole or not at all, like the SOA.
+    pub authority: Vec<Cow<'s, Record>>,
+    /// The name a negative answer (NXDOMAIN or NODATA) is about, for its denial proof.
+    pub negative: Option<Name>,
     /// ADDITIONAL section.
     pub additionals: Vec<Cow<'s, Record>>,
     /// ECS scope to return.
@@ -159,6 +165,8 @@ impl Handler {
             meta,
             answers: Vec::new(),
             soa: None,
+            authority: Vec::new(),
+            negative: None,
             additionals: Vec::new(),
             scope: 0,
             malformed: None,
@@ -200,6 +208,7 @@ impl Handler {
             };
             let Some(node) = zone.nodes.get(&name) else {
                 reply.soa = Some(&zone.negative_soa);
+                reply.negative = Some(Name::from(&name));
                 return fail(reply, rules::rcode::NXDOMAIN);
             };
             if let Some(sid) = node.service
@@ -225,7 +234,10 @@ impl Handler {
                             snap.answer_counters[usize::from(sid)][usize::from(r)].inc();
                         }
                     }
-                    Outcome::NoData => reply.soa = Some(&zone.negative_soa),
+                    Outcome::NoData => {
+                        reply.soa = Some(&zone.negative_soa);
+                        reply.negative = Some(Name::from(&name));
+                    }
                     Outcome::ServFail => return fail(reply, rules::rcode::SERVFAIL),
                 }
                 return reply;
@@ -257,7 +269,10 @@ impl Handler {
                             .extend(zone.glue.iter().map(Cow::Borrowed));
                     }
                 }
-                None => reply.soa = Some(&zone.negative_soa),
+                None => {
+                    reply.soa = Some(&zone.negative_soa);
+                    reply.negative = Some(Name::from(&name));
+                }
             }
             return reply;
         }
@@ -304,7 +319,21 @@ impl Handler {
             client,
             metrics: &self.metrics,
         };
-        let reply = self.answer(snap, request, &mut locator);
+        let mut reply = self.answer(snap, request, &mut locator);
+        // RFC 4035 3.1: DNSSEC records only for a query with DO, in a signed zone; RFC 3225
+        // 3: DO is copied into the response then.
+        let dnssec = request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok)
+            && reply.meta.authoritative
+            && request
+                .queries
+                .queries()
+                .first()
+                .and_then(|q| signed::signed_zone(&snap.zones, q.name()))
+                .is_some();
+        if dnssec {
+            let qtype = request.queries.queries()[0].query_type();
+            signed::sign_reply(&snap.zones, &mut reply, qtype, crate::dnssec::now());
+        }
 
         // OPT only when the query had one (RFC 6891 7); payload capped so UDP answers
         // stay below fragmentation size; ECS echoed with the scope the answer used.
@@ -312,7 +341,8 @@ impl Handler {
             let mut e = Edns::new();
             let cap = snap.model.server.max_udp_payload;
             e.set_max_payload(rules::response_payload(req.max_payload(), cap))
-                .set_version(0);
+                .set_version(0)
+                .set_dnssec_ok(dnssec);
             if let (Some(mut cs), false) = (ecs, reply.meta.response_code == ResponseCode::FormErr)
             {
                 cs.set_scope_prefix(ecs::reply_scope(cs.addr(), cs.source_prefix(), reply.scope));
@@ -482,6 +512,15 @@ pub fn encode(
                 counts.authorities = 1;
             } else {
                 truncated = true;
+            }
+        }
+        if !truncated {
+            for r in &reply.authority {
+                if !fits(&mut enc, r)? {
+                    truncated = true;
+                    break;
+                }
+                counts.authorities += 1;
             }
         }
         if truncated {
