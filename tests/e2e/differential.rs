@@ -246,6 +246,10 @@ fn corpus() -> Vec<Vec<u8>> {
                 e.options_mut()
                     .insert(EdnsOption::Unknown(10, vec![1, 2, 3, 4, 5, 6, 7, 8]));
             }
+            // A validating resolver sets DO on every query.
+            if rng.next().is_multiple_of(3) {
+                e.set_dnssec_ok(true);
+            }
             msg.set_edns(e);
         }
         let mut bytes = msg.to_vec().unwrap();
@@ -390,6 +394,115 @@ fn fast_path_leaves_unusual_queries_to_the_ordinary_path() {
     }
 }
 
+/// The corpus config with `gslb.example.` signed (a vendored key).
+fn signed_config() -> String {
+    let key = crate::harness::repo().join("tests/data/dnssec/Kgslb.example.+013+43822.private");
+    config().replace(
+        "[zones.\"other.test.\"]",
+        &format!(
+            "[zones.\"gslb.example.\".dnssec]\nkey_files = [\"{}\"]\n\n[zones.\"other.test.\"]",
+            key.display()
+        ),
+    )
+}
+
+/// The DO bit of a query's OPT record, if it has one and parses.
+fn dnssec_ok(pkt: &[u8]) -> bool {
+    Message::from_vec(pkt)
+        .ok()
+        .and_then(|m| m.edns.as_ref().map(|e| e.flags().dnssec_ok))
+        .unwrap_or(false)
+}
+
+/// With `gslb.example.` signed, the fast path leaves every DO query for it to the
+/// ordinary path (which signs) and still answers everything else byte for byte like the
+/// ordinary path; the ordinary path's DO answers carry RRSIGs and echo DO, and its
+/// answers without DO are what the unsigned zone gives.
+#[test]
+fn signed_zone_do_queries_take_the_ordinary_path_and_the_rest_stay_identical() {
+    let _serial = serial();
+    let (shared, metrics) = snapshot_of(&signed_config());
+    let (plain_shared, plain_metrics) = snapshot();
+    let handler = Handler::new(shared.clone(), metrics.clone());
+    let plain = Handler::new(plain_shared.clone(), plain_metrics);
+    let snap = shared.load();
+    let plain_snap = plain_shared.load();
+    let mut memo = RouteMemo::default();
+    let (mut fast_out, mut slow_out, mut plain_out) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut fast, mut signed, mut unsigned_same) = (0, 0, 0);
+    for (i, pkt) in corpus().iter().enumerate() {
+        let src: SocketAddr = "127.0.0.1:5353".parse().unwrap();
+        let in_signed_zone = Message::from_vec(pkt).ok().is_some_and(|m| {
+            m.queries
+                .first()
+                .is_some_and(|q| Name::from_str("gslb.example.").unwrap().zone_of(q.name()))
+        });
+        let said = fast::answer(&snap, &metrics, &mut memo, pkt, src.ip(), &mut fast_out);
+        let slow = handler.ordinary_udp(&snap, pkt, src, &mut slow_out);
+        if let Fast::Reply(_) = said {
+            fast += 1;
+            assert!(
+                !(dnssec_ok(pkt) && in_signed_zone),
+                "packet {i}: the fast path answered a DO query of a signed zone"
+            );
+            assert_eq!(fast_out, slow_out, "packet {i}: fast and ordinary differ");
+        }
+        if !slow {
+            continue;
+        }
+        let reply = Message::from_vec(&slow_out);
+        if dnssec_ok(pkt) && in_signed_zone {
+            let Ok(m) = reply else { continue };
+            // Errors before the zone (FORMERR, NOTIMP, BADVERS) and TC replies carry no
+            // zone data to sign.
+            if !m.metadata.authoritative || m.metadata.truncation {
+                continue;
+            }
+            assert!(
+                !m.metadata.authentic_data,
+                "packet {i}: AD set by the authority"
+            );
+            let sigs = m
+                .answers
+                .iter()
+                .chain(&m.authorities)
+                .filter(|r| r.record_type() == RecordType::RRSIG)
+                .count();
+            if !m.answers.is_empty() || !m.authorities.is_empty() {
+                assert!(sigs > 0, "packet {i}: a DO answer without RRSIG: {m}");
+                signed += 1;
+            }
+            assert!(
+                m.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok),
+                "packet {i}: DO not echoed"
+            );
+        } else {
+            // Unsigned answers are those of the same config without DNSSEC (the apex
+            // DNSKEY aside, which only the signed zone has).
+            let plain_said = plain.ordinary_udp(&plain_snap, pkt, src, &mut plain_out);
+            let apex_any = Message::from_vec(pkt).ok().is_some_and(|m| {
+                m.queries.first().is_some_and(|q| {
+                    q.query_type() == RecordType::ANY
+                        && q.name() == &Name::from_str("gslb.example.").unwrap()
+                })
+            });
+            if plain_said && !apex_any {
+                assert_eq!(
+                    slow_out, plain_out,
+                    "packet {i}: signing changed a non-DO answer"
+                );
+                unsigned_same += 1;
+            }
+        }
+    }
+    assert!(signed > 400, "only {signed} signed answers checked");
+    assert!(fast > 500, "fast path answered only {fast}");
+    assert!(
+        unsigned_same > 1000,
+        "only {unsigned_same} unsigned answers compared"
+    );
+}
+
 const SOURCES: [&str; 3] = ["81.2.69.160:5353", "127.0.0.1:5353", "[2001:db8::5]:53"];
 
 /// Sends the corpus through `responder`, each query's ID XORed with `id_xor` and sent from
@@ -428,6 +541,42 @@ fn pass_through_responder(
     }
     responder.flush(metrics);
     replies
+}
+
+/// A UDP receive loop (answer cache, fast path, ordinary path) over a signed zone replies
+/// as the ordinary path does, DO queries included (signatures come from the signature
+/// cache, so the same RRset gets the same RRSIG bytes), twice over.
+#[test]
+fn receive_loop_over_a_signed_zone_replies_like_the_ordinary_path() {
+    let _serial = serial();
+    let (shared, metrics) = snapshot_of(&signed_config());
+    let handler = Handler::new(shared.clone(), metrics.clone());
+    let mut responder = Responder::new();
+    pass_through_responder(
+        &mut responder,
+        &shared,
+        &handler,
+        &metrics,
+        (0, 0),
+        "signed",
+    );
+    pass_through_responder(
+        &mut responder,
+        &shared,
+        &handler,
+        &metrics,
+        (0x5a5a, 1),
+        "again",
+    );
+    assert!(
+        metrics.answer_cache_hit.get() > 1000,
+        "the answer cache was barely used"
+    );
+    assert!(
+        metrics.dnssec.hits.get() > 500,
+        "signature cache hits: {}",
+        metrics.dnssec.hits.get()
+    );
 }
 
 #[test]
