@@ -840,7 +840,7 @@ impl Validator<'_> {
                     &[&dp[..], &["denial"]].concat(),
                     format!("unknown denial {other:?} (nsec | compact)"),
                 );
-                return None;
+                Denial::Nsec
             }
         };
         if d.key_files.is_empty() {

@@ -94,15 +94,19 @@ pub fn read_keys(loaded: &mut Loaded) -> Result<(), ConfigError> {
                     format!("{}: {m}", file.display()),
                 )
             };
-            let read = |p: &std::path::Path| {
+            let read = |p: &std::path::Path, what: &str| {
                 crate::config::read::read_regular(p, MAX_KEY_BYTES, "key file bound")
-                    .map_err(|e| format!("cannot read {}: {e}", p.display()))
-                    .and_then(|b| {
-                        String::from_utf8(b).map_err(|_| format!("{} is not text", p.display()))
-                    })
+                    .map_err(|e| format!("cannot read {what}: {e}"))
+                    .and_then(|b| String::from_utf8(b).map_err(|_| format!("{what} is not text")))
             };
             let public_file = keys::public_path(file);
-            let texts = read(file).and_then(|private| Ok((private, read(&public_file)?)));
+            let texts = read(file, "it").and_then(|private| {
+                let public = read(
+                    &public_file,
+                    &format!("its .key file {}", public_file.display()),
+                )?;
+                Ok((private, public))
+            });
             let (private, public) = match texts {
                 Ok(t) => t,
                 Err(e) => {
