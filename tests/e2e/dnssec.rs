@@ -547,3 +547,107 @@ async fn dnssec_signed_answers_that_do_not_fit_set_tc_and_do_is_echoed() {
     );
     assert!(!plain.contains("flags: do"), "{plain}");
 }
+
+/// `geode dnssec keygen` writes BIND-format pairs (both algorithms) that BIND's own
+/// `dnssec-dsfromkey` reads; `geode dnssec ds` prints the same DS; a zone signed with the
+/// generated Ed25519 key validates in delv.
+#[tokio::test]
+async fn dnssec_keygen_and_ds_agree_with_bind_and_ed25519_validates() {
+    let dsfromkey = which("dnssec-dsfromkey");
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut stems = Vec::new();
+    for alg in ["ecdsap256sha256", "ed25519"] {
+        let out = Command::new(crate::harness::GEODE)
+            .args([
+                "dnssec",
+                "keygen",
+                "--zone",
+                "gslb.example",
+                "--algorithm",
+                alg,
+                "--out",
+            ])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stem = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(stem.starts_with("Kgslb.example.+01"), "{stem}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(format!("{stem}.private")))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o077, 0, "the private key is readable by others");
+        }
+        stems.push(stem);
+    }
+    let probe = TcpListener::bind("127.0.0.1:0").unwrap();
+    let path = dir.path().join("geode.toml");
+    std::fs::write(
+        &path,
+        config(
+            &[&stems[0], &stems[1]],
+            "nsec",
+            probe.local_addr().unwrap(),
+            "",
+        ),
+    )
+    .unwrap();
+    let ours = Command::new(crate::harness::GEODE)
+        .args(["dnssec", "ds", "--config"])
+        .arg(&path)
+        .arg("gslb.example.")
+        .output()
+        .unwrap();
+    assert!(
+        ours.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ours.stderr)
+    );
+    let ours = String::from_utf8_lossy(&ours.stdout).to_string();
+    for stem in &stems {
+        let bind = Command::new(&dsfromkey)
+            .arg("-2")
+            .arg(dir.path().join(format!("{stem}.key")))
+            .output()
+            .unwrap();
+        let bind = String::from_utf8_lossy(&bind.stdout).trim().to_string();
+        assert!(
+            !bind.is_empty() && ours.contains(&bind),
+            "ours:\n{ours}\nBIND: {bind}"
+        );
+    }
+    // Serve with the Ed25519 key alone; delv anchored on it validates.
+    std::fs::write(
+        &path,
+        config(&[&stems[1]], "nsec", probe.local_addr().unwrap(), ""),
+    )
+    .unwrap();
+    let g = Geode::start_at(dir.clone(), &path, &[]);
+    let key = std::fs::read_to_string(dir.path().join(format!("{}.key", stems[1]))).unwrap();
+    let line = key.lines().find(|l| !l.starts_with(';')).unwrap();
+    let f: Vec<&str> = line.split_whitespace().collect();
+    let at = f.iter().position(|t| *t == "DNSKEY").unwrap();
+    let anchor = dir.path().join("anchor15.conf");
+    std::fs::write(
+        &anchor,
+        format!(
+            "trust-anchors {{\n  \"gslb.example.\" static-key {} {} {} \"{}\";\n}};\n",
+            f[at + 1],
+            f[at + 2],
+            f[at + 3],
+            f[at + 4..].concat()
+        ),
+    )
+    .unwrap();
+    assert_eq!(f[at + 3], "15");
+    delv_validates(g.udp, &anchor, "www.gslb.example", "A");
+    delv_validates(g.udp, &anchor, "nope.gslb.example", "A");
+}
