@@ -81,6 +81,24 @@ impl Tally {
             | u64::from(region) << 48
     }
 
+    /// The tally of a reply the ordinary path made (a signed answer the answer cache
+    /// keeps): indexes as [`crate::metrics::Metrics::query`] takes them.
+    pub(crate) fn of_ordinary(
+        qtype: usize,
+        rcode: usize,
+        lookup: GeoLookup,
+        answer: Option<(u16, u16)>,
+        per_source: bool,
+    ) -> Tally {
+        Tally {
+            qtype: qtype as u8,
+            rcode: rcode as u8,
+            lookup,
+            answer,
+            per_source,
+        }
+    }
+
     /// The inverse of [`Tally::pack`].
     pub(crate) fn unpack(v: u64) -> Tally {
         Tally {

@@ -60,9 +60,14 @@ const SHARD_ENTRIES: usize = 4096;
 /// signing at all.
 pub const COMPACT_BUDGET_PER_SECOND: u64 = 2000;
 
+/// The validity slot of `now`: signatures made in one slot are identical in dates.
+pub fn slot(now: u64) -> u64 {
+    now / WEEK
+}
+
 /// The inception and expiration of signatures made at `now` (Unix seconds).
 pub fn validity(now: u64) -> (u32, u32) {
-    let slot = now / WEEK;
+    let slot = slot(now);
     let inception = slot * WEEK - BACKDATE;
     let expiration = (slot + 2) * WEEK + BACKDATE;
     (inception as u32, expiration as u32)

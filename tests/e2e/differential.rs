@@ -696,8 +696,8 @@ fn counted(metrics: &Metrics) -> Vec<String> {
 #[test]
 fn replies_from_the_cache_are_counted_as_if_answered_afresh() {
     let _serial = serial();
-    let run = |server: &str| {
-        let (shared, metrics) = snapshot_of(&config_with(server));
+    let run = |text: &str| {
+        let (shared, metrics) = snapshot_of(text);
         let handler = Handler::new(shared.clone(), metrics.clone());
         let mut responder = Responder::new();
         for round in 0..3 {
@@ -716,8 +716,17 @@ fn replies_from_the_cache_are_counted_as_if_answered_afresh() {
             metrics.answer_cache_miss.get(),
         )
     };
-    let (cached, hits, misses) = run("");
-    let (uncached, no_hits, no_misses) = run("answer_cache_kib = 0");
+    let (cached, hits, misses) = run(&config_with(""));
+    let (uncached, no_hits, no_misses) = run(&config_with("answer_cache_kib = 0"));
+    // Signed: DO answers of the ordinary path are kept and counted alike too.
+    let (signed_cached, signed_hits, _) = run(&signed_config());
+    let (signed_uncached, _, _) =
+        run(&signed_config().replacen("[server]\n", "[server]\nanswer_cache_kib = 0\n", 1));
+    assert!(
+        signed_hits > hits,
+        "signed answers were not kept: {signed_hits} vs {hits}"
+    );
+    assert_eq!(signed_cached, signed_uncached);
     assert!(hits > 2000, "{hits} hits");
     assert_eq!(
         (no_hits, no_misses),
