@@ -474,6 +474,20 @@ async fn dnssec_two_instances_with_the_same_key_emit_identical_validity() {
     let anchor = delv_anchor(d1.path(), KEY_A);
     delv_validates(g1.udp, &anchor, "www.gslb.example", "A");
     delv_validates(g2.udp, &anchor, "www.gslb.example", "A");
+
+    // The signing metrics: signatures were made (pre-warm included) and the answers
+    // above came from the signature cache.
+    let metric = |text: &str, name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+    };
+    let m = g1.http_get("/metrics").await.1;
+    assert!(metric(&m, "geode_dnssec_signatures_total ") > 5.0, "{m}");
+    assert!(metric(&m, "geode_dnssec_signature_cache_total{result=\"hit\"}") >= 3.0);
+    metric(&m, "geode_dnssec_signature_cache_total{result=\"miss\"}");
+    metric(&m, "geode_dnssec_compact_budget_exceeded_total ");
 }
 
 /// `denial = "compact"` (RFC 9824): NXDOMAIN is answered NOERROR with an NSEC at the name
