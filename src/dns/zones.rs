@@ -140,6 +140,24 @@ fn prewarm(
     nodes: &HashMap<LowerName, Node>,
     negative_soa: &Record,
 ) {
+    let gslb = gslb_rrsets(model, z, |_| true);
+    let statics = nodes
+        .values()
+        .flat_map(|n| n.rrsets.iter().map(|(_, v)| v.iter().collect::<Vec<_>>()));
+    signer.prewarm(
+        statics
+            .chain(std::iter::once(vec![negative_soa]))
+            .chain(gslb.iter().map(|s| s.iter().collect())),
+    );
+}
+
+/// Per service, region and family of a zone, the RRset of the first `max_answers`
+/// addresses of the endpoints `keep` lets through.
+fn gslb_rrsets(
+    model: &Model,
+    z: &crate::model::Zone,
+    keep: impl Fn(&crate::model::Endpoint) -> bool,
+) -> Vec<Vec<Record>> {
     let mut gslb: Vec<Vec<Record>> = Vec::new();
     for &sid in &z.services {
         let svc = &model.services[usize::from(sid)];
@@ -150,7 +168,7 @@ fn prewarm(
                 let set: Vec<Record> = region
                     .endpoints
                     .iter()
-                    .filter(|e| e.address.is_ipv4() == v4)
+                    .filter(|e| e.address.is_ipv4() == v4 && keep(e))
                     .take(usize::from(svc.max_answers))
                     .map(|e| {
                         let data = match e.address {
@@ -166,14 +184,7 @@ fn prewarm(
             }
         }
     }
-    let statics = nodes
-        .values()
-        .flat_map(|n| n.rrsets.iter().map(|(_, v)| v.iter().collect::<Vec<_>>()));
-    signer.prewarm(
-        statics
-            .chain(std::iter::once(vec![negative_soa]))
-            .chain(gslb.iter().map(|s| s.iter().collect())),
-    );
+    gslb
 }
 
 impl ZoneIndex {
@@ -261,6 +272,26 @@ impl ZoneIndex {
             });
         }
         ZoneIndex { zones }
+    }
+
+    /// After a health flip: signs each signed zone's GSLB RRsets made of the endpoints
+    /// probed up now (per service, region and family, the first `max_answers`), so the
+    /// answers the flip produces are signed off the query path. Returns the RRsets
+    /// looked at. A forced state or a pick other than the first addresses is signed on
+    /// the first query that needs it, as before.
+    pub fn prewarm_health(&self, model: &Model) -> usize {
+        let mut n = 0;
+        for (cz, z) in self.zones.iter().zip(&model.zones) {
+            let Some(signer) = &cz.signer else { continue };
+            let sets = gslb_rrsets(model, z, |e| e.health.get() == crate::model::Probed::Up);
+            let now = crate::dnssec::now();
+            for set in &sets {
+                let refs: Vec<&Record> = set.iter().collect();
+                let _ = signer.rrsigs(&refs, now);
+            }
+            n += sets.len();
+        }
+        n
     }
 
     /// The most specific zone containing a name.

@@ -836,3 +836,66 @@ fn fast_path_truncates_refuses_and_answers_any_like_the_ordinary_path() {
     assert!(any >= 5, "the fast path answered only {any} ANY queries");
     assert!(fast >= queries.len() / 3, "{fast} of {}", queries.len());
 }
+
+/// After a health flip, `prewarm_health` signs the RRsets the new health produces, so the
+/// first DO query that gets one finds its signature made (no signature cache miss).
+#[test]
+fn a_health_flip_is_signed_ahead_of_the_first_do_query() {
+    let _serial = serial();
+    // us's first address probed, so that it can go down: us then answers with its
+    // second and third, a set the snapshot's own pre-warm (first two) did not sign.
+    let text = signed_config().replace(
+        r#"{ address = "198.51.100.1" }"#,
+        r#"{ address = "198.51.100.1", check = "c" }"#,
+    );
+    let (shared, metrics) = snapshot_of(&text);
+    let handler = Handler::new(shared.clone(), metrics.clone());
+    let snap = shared.load();
+    let us = snap.model.regions.iter().find(|r| r.name == "us").unwrap();
+    let down = us
+        .endpoints
+        .iter()
+        .find(|e| e.address.to_string() == "198.51.100.1")
+        .unwrap();
+    down.health.set(Probed::Down);
+    assert!(snap.zones.prewarm_health(&snap.model) > 0);
+    let misses = metrics.dnssec.misses.get();
+    let mut m = Message::query();
+    m.add_query(Query::query(
+        Name::from_str("www.gslb.example.").unwrap(),
+        RecordType::A,
+    ));
+    let mut e = Edns::new();
+    e.set_dnssec_ok(true);
+    e.options_mut().insert(EdnsOption::Subnet(
+        ClientSubnet::from_str("216.160.83.56/29").unwrap(),
+    ));
+    m.set_edns(e);
+    let mut out = Vec::new();
+    assert!(handler.ordinary_udp(
+        &snap,
+        &m.to_vec().unwrap(),
+        "127.0.0.1:5353".parse().unwrap(),
+        &mut out
+    ));
+    down.health.set(Probed::Up);
+    let reply = Message::from_vec(&out).unwrap();
+    let addrs: Vec<String> = reply
+        .answers
+        .iter()
+        .filter(|r| r.record_type() == RecordType::A)
+        .map(|r| r.data.to_string())
+        .collect();
+    assert_eq!(addrs, ["198.51.100.2", "198.51.100.3"], "{reply}");
+    assert!(
+        reply
+            .answers
+            .iter()
+            .any(|r| r.record_type() == RecordType::RRSIG)
+    );
+    assert_eq!(
+        metrics.dnssec.misses.get(),
+        misses,
+        "the post-flip RRset was signed on the query path"
+    );
+}
