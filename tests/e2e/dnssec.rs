@@ -665,3 +665,32 @@ async fn dnssec_keygen_and_ds_agree_with_bind_and_ed25519_validates() {
     delv_validates(g.udp, &anchor, "www.gslb.example", "A");
     delv_validates(g.udp, &anchor, "nope.gslb.example", "A");
 }
+
+/// A GSLB name whose regions are all down with `when_all_down = "nodata"` answers NODATA
+/// for a type its chain NSEC lists: the NSEC is made for the answer without that type,
+/// and delv validates it (the chain's NSEC would prove the opposite).
+#[tokio::test]
+async fn dnssec_nodata_of_a_gslb_name_with_every_region_down_validates() {
+    let probe = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead); // nothing listens there: every probe fails
+    let text = format!(
+        "{}\n[regions.gone]\nlocation = {{ lat = 0.0, lon = 0.0 }}\n\
+         endpoints = [{{ address = \"192.0.2.99\", check = \"port\", probe = \"{dead_addr}\" }}]\n\n\
+         [services.\"nd.gslb.example.\"]\nregions = [\"gone\"]\nwhen_all_down = \"nodata\"\n",
+        config(&[KEY_A], "nsec", probe.local_addr().unwrap(), "")
+    );
+    let (dir, path) = setup(&text);
+    let g = Geode::start_at(dir.clone(), &path, &[]);
+    let direct = g.dig(&["+dnssec", "nd.gslb.example", "A"]);
+    assert_eq!(status_flags(&direct).0, "NOERROR", "{direct}");
+    let nsec = direct
+        .lines()
+        .find(|l| l.starts_with("nd.gslb.example.") && l.contains("\tNSEC\t"))
+        .unwrap_or_else(|| panic!("no NSEC at the name: {direct}"));
+    let types: Vec<&str> = nsec.split_whitespace().skip(5).collect();
+    assert_eq!(types, ["RRSIG", "NSEC"], "a minimal NSEC without A: {nsec}");
+    let anchor = delv_anchor(dir.path(), KEY_A);
+    delv_validates(g.udp, &anchor, "nd.gslb.example", "A");
+}
