@@ -259,7 +259,18 @@ impl Target {
     /// The fuzz config and database loaded from the repository at `root`.
     pub fn new(root: &Path) -> Target {
         let file = root.join("fuzz.toml");
-        let loaded = geode::config::parse(CONFIG, &file).expect("the fuzz config is valid");
+        // GEODE_FUZZ_DNSSEC=1 signs the zone with the vendored test key, so inputs with
+        // DO take the signing path (RRSIGs, NSEC proofs) on the ordinary path.
+        let text = match std::env::var_os("GEODE_FUZZ_DNSSEC") {
+            Some(_) => format!(
+                "{CONFIG}\n[zones.\"gslb.example.\".dnssec]\nkey_files = [\"{}\"]\n",
+                root.join("tests/data/dnssec/Kgslb.example.+013+43822.private")
+                    .display()
+            ),
+            None => CONFIG.to_string(),
+        };
+        let mut loaded = geode::config::parse(&text, &file).expect("the fuzz config is valid");
+        geode::dnssec::read_keys(&mut loaded).expect("the test key reads");
         let geo = loaded
             .model
             .server
@@ -519,6 +530,14 @@ fn main() {
         target.compared,
         dns_n as f64 / secs
     );
+    let d = &target.metrics.dnssec;
+    if d.hits.get() + d.misses.get() > 0 {
+        println!(
+            "fuzz: signed answers looked up {} RRsets in the signature cache ({} signatures made)",
+            d.hits.get() + d.misses.get(),
+            d.signatures.get()
+        );
+    }
     if findings > 0 {
         std::process::exit(1);
     }

@@ -29,6 +29,7 @@ pub mod cluster;
 pub mod config;
 pub mod countries;
 pub mod dns;
+pub mod dnssec;
 pub mod geo;
 pub mod health;
 pub mod http;

@@ -58,6 +58,11 @@ enum Command {
         #[arg(default_value = "A")]
         qtype: String,
     },
+    /// DNSSEC keys: make one, print the DS records for the parent.
+    Dnssec {
+        #[command(subcommand)]
+        command: DnssecCommand,
+    },
     /// Change routing at runtime on a running server (drain, weight, force; see README
     /// "Runtime overrides"). Needs `[admin]` in its config.
     Admin {
@@ -69,6 +74,30 @@ enum Command {
         token_file: Option<PathBuf>,
         #[command(subcommand)]
         command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DnssecCommand {
+    /// Write a BIND-format key pair (a combined signing key, flags 257).
+    Keygen {
+        /// The zone the key signs.
+        #[arg(long)]
+        zone: String,
+        /// ecdsap256sha256 (algorithm 13) or ed25519 (algorithm 15).
+        #[arg(long, default_value = "ecdsap256sha256")]
+        algorithm: String,
+        /// Directory for the .key and .private files.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
+    /// Print the DS records of a signed zone's keys (SHA-256), for the parent zone.
+    Ds {
+        /// Config file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// The zone.
+        zone: String,
     },
 }
 
@@ -204,6 +233,14 @@ fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Check { config } => app::check(&config),
+        Command::Dnssec { command } => match command {
+            DnssecCommand::Keygen {
+                zone,
+                algorithm,
+                out,
+            } => geode::dnssec::cli::keygen(&zone, &algorithm, &out),
+            DnssecCommand::Ds { config, zone } => geode::dnssec::cli::ds(&config, &zone),
+        },
         Command::Admin {
             server,
             token_file,

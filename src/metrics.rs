@@ -49,6 +49,15 @@ pub const MALFORMED_REASONS: [&str; 6] = [
     "question_count",
 ];
 
+/// `geode_dnssec_signatures_total`: RRSIGs made (signature cache misses times keys).
+pub const DNSSEC_SIGNATURES: &str = "geode_dnssec_signatures_total";
+/// `geode_dnssec_signature_cache_total{result}`: RRsets looked up in the signature cache,
+/// by result (hit, miss).
+pub const DNSSEC_SIG_CACHE: &str = "geode_dnssec_signature_cache_total";
+/// `geode_dnssec_compact_budget_exceeded_total`: compact-denial answers that fell back to
+/// the NSEC chain because the zone's per-second signing budget was spent.
+pub const DNSSEC_OVER_BUDGET: &str = "geode_dnssec_compact_budget_exceeded_total";
+
 /// `geode_region_drained{region}`: 1 while the region is drained by config or override.
 pub const REGION_DRAINED: &str = "geode_region_drained";
 /// `geode_admin_changes_total{action}`: runtime override changes (and expiries).
@@ -153,6 +162,8 @@ pub struct Metrics {
     pub endpoint_votes: IntGaugeVec,
     /// [`CLUSTER_MESSAGES`].
     pub cluster_messages: IntCounterVec,
+    /// DNSSEC signing counters, handed to every zone signer.
+    pub dnssec: crate::dnssec::SignCounters,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -291,6 +302,24 @@ impl Metrics {
             &["result"],
         )?;
         reg(Box::new(cluster_messages.clone()))?;
+        let signatures = IntCounter::new(
+            DNSSEC_SIGNATURES,
+            "RRSIG records made by online signing (signature cache misses times keys).",
+        )?;
+        reg(Box::new(signatures.clone()))?;
+        let sig_cache = IntCounterVec::new(
+            Opts::new(
+                DNSSEC_SIG_CACHE,
+                "RRsets of DO answers looked up in the signature cache, by result (hit, miss).",
+            ),
+            &["result"],
+        )?;
+        reg(Box::new(sig_cache.clone()))?;
+        let over_budget = IntCounter::new(
+            DNSSEC_OVER_BUDGET,
+            "Compact-denial answers that used the NSEC chain because the signing budget was spent.",
+        )?;
+        reg(Box::new(over_budget.clone()))?;
         #[cfg(target_os = "linux")]
         reg(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -317,6 +346,12 @@ impl Metrics {
             endpoint_votes,
             cluster_messages,
             admin_changes,
+            dnssec: crate::dnssec::SignCounters {
+                signatures,
+                hits: sig_cache.with_label_values(&["hit"]),
+                misses: sig_cache.with_label_values(&["miss"]),
+                over_budget,
+            },
             registry,
         })
     }

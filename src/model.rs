@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
@@ -149,6 +150,55 @@ pub struct Zone {
     pub records: Vec<StaticRecord>,
     /// GSLB services whose names fall in this zone.
     pub services: Vec<ServiceId>,
+    /// `[zones."NAME".dnssec]`: the zone is signed online when present.
+    pub dnssec: Option<ZoneDnssec>,
+}
+
+/// `[zones."NAME".dnssec]`: online signing (DESIGN.md "DNSSEC (online signing)").
+#[derive(Debug, Clone, PartialEq)]
+pub struct ZoneDnssec {
+    /// The zone's key as written in the file (`zones."<this>"`), to name it in errors.
+    pub config_key: String,
+    /// BIND-format `.private` files, resolved against the config's directory; each has
+    /// its `.key` beside it.
+    pub key_files: Vec<PathBuf>,
+    /// How NXDOMAIN and NODATA are proven.
+    pub denial: Denial,
+    /// The key files' contents, one per `key_files` entry, filled in by the load step
+    /// (`state::load` through `crate::dnssec::read_keys`), which also checks them; empty
+    /// straight after `config::parse`.
+    pub keys: Vec<KeyMaterial>,
+}
+
+/// `denial = "nsec" | "compact"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denial {
+    /// A precomputed NSEC chain over the zone's names (RFC 4034, 4035).
+    Nsec,
+    /// Compact denial of existence, "black lies" with NXNAME (RFC 9824).
+    Compact,
+}
+
+/// One key pair as read from its BIND files.
+#[derive(Clone, PartialEq)]
+pub struct KeyMaterial {
+    /// The `.private` file.
+    pub file: PathBuf,
+    /// Text of the `.private` file. Never printed (see the `Debug` impl).
+    pub private: String,
+    /// Text of the `.key` file (the DNSKEY record).
+    pub public: String,
+}
+
+impl std::fmt::Debug for KeyMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A private key never reaches a log line, /status or an error message.
+        f.debug_struct("KeyMaterial")
+            .field("file", &self.file)
+            .field("private", &"<redacted>")
+            .field("public", &self.public)
+            .finish()
+    }
 }
 
 impl Zone {
@@ -1157,6 +1207,7 @@ mod tests {
             ns: vec![],
             records: vec![],
             services: vec![],
+            dnssec: None,
         };
         assert_eq!(z.negative_ttl(), 60);
         z.ttl = 30;

@@ -83,7 +83,7 @@ impl Snapshot {
             cluster,
             source,
         }) = attached;
-        let zones = ZoneIndex::build(&model);
+        let zones = ZoneIndex::build(&model, &metrics.dnssec);
         let fast = crate::dns::fast::FastIndex::build(&model, &zones);
         let answer_counters = model
             .services

@@ -23,7 +23,8 @@ pub fn load(
     path: &Path,
     previous: Option<&Arc<GeoDb>>,
 ) -> Result<(Loaded, Option<Arc<GeoDb>>), ConfigError> {
-    let loaded = config::load(path)?;
+    let mut loaded = config::load(path)?;
+    crate::dnssec::read_keys(&mut loaded)?;
     let geo = match &loaded.model.server.live.geoip_db {
         None => None,
         Some(p) => match previous {

@@ -103,6 +103,20 @@ pub struct RawZone {
     /// Static records.
     #[serde(default)]
     pub records: Vec<RawRecord>,
+    /// Online DNSSEC signing of the zone (absent: unsigned).
+    pub dnssec: Option<RawDnssec>,
+}
+
+/// `[zones."name.".dnssec]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDnssec {
+    /// BIND-format `.private` key files (each with its `.key` beside it), relative to the
+    /// config file. At least one.
+    #[serde(default)]
+    pub key_files: Vec<String>,
+    /// `"nsec"` (default) or `"compact"` (RFC 9824).
+    pub denial: Option<String>,
 }
 
 /// `soa = { … }`.

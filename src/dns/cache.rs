@@ -72,8 +72,9 @@ pub struct AnswerCache {
     ring_blocks: u32,
     /// Per-cache random hash seed, so no one can aim queries at one set from outside.
     seed: u64,
-    /// (snapshot generation, health epoch) the entries were made under.
-    era: (u64, u64),
+    /// (snapshot generation, health epoch, DNSSEC validity slot) the entries were made
+    /// under.
+    era: (u64, u64, u64),
 }
 
 fn source_bits(src: IpAddr) -> (u8, [u8; 16]) {
@@ -103,7 +104,7 @@ impl AnswerCache {
             head: 0,
             ring_blocks: (ring_len / 8) as u32,
             seed: std::collections::hash_map::RandomState::new().hash_one(0x0067_656f_6465_u64),
-            era: (0, 0),
+            era: (0, 0, 0),
         }
     }
 
@@ -112,14 +113,15 @@ impl AnswerCache {
         self.ring.len()
     }
 
-    /// Empties the cache when `snapshot` (a [`crate::snapshot::Snapshot::generation`]) or
-    /// `health` (a [`crate::model::health_epoch`]) differs from what its entries were made
-    /// under. Call it before answering, with the health epoch read before the answer's
-    /// health states are.
-    pub fn sync(&mut self, snapshot: u64, health: u64) {
-        if self.era != (snapshot, health) {
+    /// Empties the cache when `snapshot` (a [`crate::snapshot::Snapshot::generation`]),
+    /// `health` (a [`crate::model::health_epoch`]) or `slot` (the DNSSEC validity slot,
+    /// [`crate::dnssec::slot`]: signed replies carry its dates) differs from what its
+    /// entries were made under. Call it before answering, with the health epoch read
+    /// before the answer's health states are.
+    pub fn sync(&mut self, snapshot: u64, health: u64, slot: u64) {
+        if self.era != (snapshot, health, slot) {
             self.clear();
-            self.era = (snapshot, health);
+            self.era = (snapshot, health, slot);
         }
     }
 
@@ -336,7 +338,7 @@ mod tests {
     #[test]
     fn a_stored_reply_comes_back_with_the_new_id_and_its_tally() {
         let mut c = AnswerCache::new(64 * 1024);
-        c.sync(1, 1);
+        c.sync(1, 1, 0);
         fill(&mut c, 100, false);
         let mut out = Vec::new();
         for i in 0..100 {
@@ -361,7 +363,7 @@ mod tests {
     #[test]
     fn a_per_source_reply_is_found_only_from_its_source() {
         let mut c = AnswerCache::new(64 * 1024);
-        c.sync(1, 1);
+        c.sync(1, 1, 0);
         fill(&mut c, 10, true);
         let mut out = Vec::new();
         assert!(c.get(&key(3), SRC, [0, 0], &mut out).is_ok());
@@ -383,14 +385,14 @@ mod tests {
     fn a_new_snapshot_or_health_epoch_empties_it() {
         let mut c = AnswerCache::new(64 * 1024);
         let mut out = Vec::new();
-        c.sync(1, 1);
+        c.sync(1, 1, 0);
         fill(&mut c, 10, false);
-        c.sync(1, 1);
+        c.sync(1, 1, 0);
         assert!(c.get(&key(1), SRC, [0, 0], &mut out).is_ok());
-        c.sync(1, 2);
+        c.sync(1, 2, 0);
         assert!(c.get(&key(1), SRC, [0, 0], &mut out).is_err());
         fill(&mut c, 10, false);
-        c.sync(2, 2);
+        c.sync(2, 2, 0);
         assert!(c.get(&key(1), SRC, [0, 0], &mut out).is_err());
     }
 
@@ -398,7 +400,7 @@ mod tests {
     fn the_oldest_entries_give_way_and_the_newest_stay_exact() {
         // 4 KiB of ring holds about 36 of these 112-byte entries, its index 64.
         let mut c = AnswerCache::new(4096);
-        c.sync(1, 1);
+        c.sync(1, 1, 0);
         let mut out = Vec::new();
         for round in 0..3u32 {
             let base = round * 1000;
@@ -427,7 +429,7 @@ mod tests {
     #[test]
     fn positions_near_overflow_empty_the_index_instead_of_wrapping() {
         let mut c = AnswerCache::new(4096);
-        c.sync(1, 1);
+        c.sync(1, 1, 0);
         c.head = u32::MAX - 2 * c.ring_blocks - 3;
         let mut out = Vec::new();
         fill(&mut c, 30, false);
@@ -441,7 +443,7 @@ mod tests {
     #[test]
     fn oversized_entries_are_not_kept() {
         let mut c = AnswerCache::new(64 * 1024);
-        c.sync(1, 1);
+        c.sync(1, 1, 0);
         let mut out = Vec::new();
         let big = vec![9u8; MAX_ENTRY];
         let miss = c.get(&key(1), SRC, [0, 0], &mut out).unwrap_err();

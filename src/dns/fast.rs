@@ -81,6 +81,24 @@ impl Tally {
             | u64::from(region) << 48
     }
 
+    /// The tally of a reply the ordinary path made (a signed answer the answer cache
+    /// keeps): indexes as [`crate::metrics::Metrics::query`] takes them.
+    pub(crate) fn of_ordinary(
+        qtype: usize,
+        rcode: usize,
+        lookup: GeoLookup,
+        answer: Option<(u16, u16)>,
+        per_source: bool,
+    ) -> Tally {
+        Tally {
+            qtype: qtype as u8,
+            rcode: rcode as u8,
+            lookup,
+            answer,
+            per_source,
+        }
+    }
+
     /// The inverse of [`Tally::pack`].
     pub(crate) fn unpack(v: u64) -> Tally {
         Tally {
@@ -118,6 +136,8 @@ struct FastZone {
     retry: u32,
     expire: u32,
     minimum: u32,
+    /// Signed online: a query with DO goes to the ordinary path (`dns::signed`).
+    signed: bool,
 }
 
 /// Wire-format lookup tables built with each snapshot.
@@ -174,6 +194,7 @@ impl FastIndex {
                 retry: data.retry as u32,
                 expire: data.expire as u32,
                 minimum: data.minimum,
+                signed: cz.signer.is_some(),
             });
             for (name, node) in &cz.nodes {
                 let kind = match node.service {
@@ -311,6 +332,8 @@ struct Query<'p> {
     opt_payload: Option<u16>,
     /// The ECS option body, when present.
     ecs: Option<&'p [u8]>,
+    /// The OPT record's DO bit (RFC 3225).
+    dnssec_ok: bool,
 }
 
 fn u16_at(p: &[u8], at: usize) -> Option<u16> {
@@ -378,6 +401,7 @@ fn parse<'p>(pkt: &'p [u8], cap: u16, lname: &mut [u8; 255]) -> Option<Query<'p>
         qtype,
         opt_payload: None,
         ecs: None,
+        dnssec_ok: false,
     };
     if arcount == 0 {
         return (q_end == pkt.len()).then_some(q);
@@ -390,6 +414,7 @@ fn parse<'p>(pkt: &'p [u8], cap: u16, lname: &mut [u8; 255]) -> Option<Query<'p>
     if rules::header_rcode(opcode, Some(*pkt.get(q_end + 6)?), qdcount).is_some() {
         return None; // EDNS version > 0: BADVERS via the ordinary path.
     }
+    q.dnssec_ok = *pkt.get(q_end + 7)? & 0x80 != 0;
     let rdlen = usize::from(u16_at(pkt, q_end + 9)?);
     let mut o = q_end + 11;
     let end = o + rdlen;
@@ -449,6 +474,9 @@ pub fn answer(
             let Some(family) = rules::gslb_family(q.qtype) else {
                 return Fast::Fallback;
             };
+            if q.dnssec_ok && snap.fast.zones[snap.model.services[usize::from(*sid)].zone].signed {
+                return Fast::Fallback; // before routing: the ordinary path routes it
+            }
             let (ip, source) = client_address(ecs.map(|(b, addr)| (addr, b[2])), src);
             per_source = source == ClientSource::Resolver;
             let (loc, how) = locate(&snap.model, snap.geo.as_deref(), ip, source);
@@ -468,6 +496,11 @@ pub fn answer(
             None => return Fast::Fallback,
         },
     };
+    if q.dnssec_ok && zone.signed {
+        // Signed answers are the ordinary path's (`dns::signed`); nothing was counted
+        // yet, so the ordinary path counts the query once.
+        return Fast::Fallback;
+    }
 
     let (rcode, scope) = match &decision {
         None => (3u8, 0u8),

@@ -41,6 +41,7 @@ pub mod malformed;
 #[cfg(target_os = "linux")]
 mod mmsg;
 pub mod rules;
+pub mod signed;
 pub mod tcp;
 pub mod udp;
 pub mod zones;
@@ -90,12 +91,19 @@ pub struct Reply<'s> {
     pub answers: Vec<Cow<'s, Record>>,
     /// SOA for AUTHORITY of negative answers.
     pub soa: Option<&'s Record>,
+    /// AUTHORITY after the SOA: its RRSIGs and the NSEC proof, for DO queries in signed
+    /// zones ([`signed::sign_reply`]); sent whole or not at all, like the SOA.
+    pub authority: Vec<Cow<'s, Record>>,
+    /// The name a negative answer (NXDOMAIN or NODATA) is about, for its denial proof.
+    pub negative: Option<Name>,
     /// ADDITIONAL section.
     pub additionals: Vec<Cow<'s, Record>>,
     /// ECS scope to return.
     pub scope: u8,
     /// Why the query was answered FORMERR, for `geode_dns_malformed_total`.
     pub malformed: Option<Malformed>,
+    /// (service, region) counted in `geode_dns_answers_total` for this reply.
+    pub answered: Option<(u16, u16)>,
 }
 
 /// The client as the query identifies it; located only when a GSLB name needs it.
@@ -159,9 +167,12 @@ impl Handler {
             meta,
             answers: Vec::new(),
             soa: None,
+            authority: Vec::new(),
+            negative: None,
             additionals: Vec::new(),
             scope: 0,
             malformed: None,
+            answered: None,
         };
         let fail = |mut r: Reply<'s>, rc: u16| {
             r.meta.response_code = <ResponseCode as From<u16>>::from(rc);
@@ -200,6 +211,7 @@ impl Handler {
             };
             let Some(node) = zone.nodes.get(&name) else {
                 reply.soa = Some(&zone.negative_soa);
+                reply.negative = Some(Name::from(&name));
                 return fail(reply, rules::rcode::NXDOMAIN);
             };
             if let Some(sid) = node.service
@@ -223,9 +235,13 @@ impl Handler {
                         }
                         if let Some(r) = d.region {
                             snap.answer_counters[usize::from(sid)][usize::from(r)].inc();
+                            reply.answered = Some((sid, r));
                         }
                     }
-                    Outcome::NoData => reply.soa = Some(&zone.negative_soa),
+                    Outcome::NoData => {
+                        reply.soa = Some(&zone.negative_soa);
+                        reply.negative = Some(Name::from(&name));
+                    }
                     Outcome::ServFail => return fail(reply, rules::rcode::SERVFAIL),
                 }
                 return reply;
@@ -257,7 +273,10 @@ impl Handler {
                             .extend(zone.glue.iter().map(Cow::Borrowed));
                     }
                 }
-                None => reply.soa = Some(&zone.negative_soa),
+                None => {
+                    reply.soa = Some(&zone.negative_soa);
+                    reply.negative = Some(Name::from(&name));
+                }
             }
             return reply;
         }
@@ -275,6 +294,7 @@ pub trait ClientLocator {
 struct CountingLocator<'m> {
     client: Client,
     metrics: &'m Metrics,
+    lookup: crate::geo::GeoLookup,
 }
 
 impl ClientLocator for CountingLocator<'_> {
@@ -289,6 +309,7 @@ impl ClientLocator for CountingLocator<'_> {
             self.client.source,
         );
         lookup.count(self.metrics);
+        self.lookup = lookup;
         self.client.located = Some(loc);
         loc
     }
@@ -299,12 +320,42 @@ impl Handler {
     /// Counts the query in `geode_dns_queries_total` (and a FORMERR for malformed input
     /// in `geode_dns_malformed_total`).
     pub fn prepare<'s>(&self, snap: &'s Snapshot, request: &Request) -> (Reply<'s>, Option<Edns>) {
+        let (reply, edns, _) = self.prepare_tallied(snap, request);
+        (reply, edns)
+    }
+
+    /// [`Handler::prepare`], plus the reply's tally when it is a signed answer the UDP
+    /// answer cache may keep: a DO query in a signed zone answered NOERROR or NXDOMAIN.
+    /// Such a reply is a function of the query bytes after the ID, the snapshot, health,
+    /// the validity slot and (without usable ECS) the source address, as a fast-path
+    /// reply is.
+    fn prepare_tallied<'s>(
+        &self,
+        snap: &'s Snapshot,
+        request: &Request,
+    ) -> (Reply<'s>, Option<Edns>, Option<fast::Tally>) {
         let (client, ecs) = self.client(request);
+        let per_source = client.source == ClientSource::Resolver;
         let mut locator = CountingLocator {
             client,
             metrics: &self.metrics,
+            lookup: crate::geo::GeoLookup::Skipped,
         };
-        let reply = self.answer(snap, request, &mut locator);
+        let mut reply = self.answer(snap, request, &mut locator);
+        // RFC 4035 3.1: DNSSEC records only for a query with DO, in a signed zone; RFC 3225
+        // 3: DO is copied into the response then.
+        let dnssec = request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok)
+            && reply.meta.authoritative
+            && request
+                .queries
+                .queries()
+                .first()
+                .and_then(|q| signed::signed_zone(&snap.zones, q.name()))
+                .is_some();
+        if dnssec {
+            let qtype = request.queries.queries()[0].query_type();
+            signed::sign_reply(&snap.zones, &mut reply, qtype, crate::dnssec::now());
+        }
 
         // OPT only when the query had one (RFC 6891 7); payload capped so UDP answers
         // stay below fragmentation size; ECS echoed with the scope the answer used.
@@ -312,7 +363,8 @@ impl Handler {
             let mut e = Edns::new();
             let cap = snap.model.server.live.max_udp_payload;
             e.set_max_payload(rules::response_payload(req.max_payload(), cap))
-                .set_version(0);
+                .set_version(0)
+                .set_dnssec_ok(dnssec);
             if let (Some(mut cs), false) = (ecs, reply.meta.response_code == ResponseCode::FormErr)
             {
                 cs.set_scope_prefix(ecs::reply_scope(cs.addr(), cs.source_prefix(), reply.scope));
@@ -330,15 +382,25 @@ impl Handler {
         } else {
             Proto::Tcp
         };
-        self.metrics.query(
-            proto,
-            rules::qtype_label(qtype),
-            rules::rcode_label(u16::from(reply.meta.response_code)),
-        );
+        let rcode = u16::from(reply.meta.response_code);
+        self.metrics
+            .query(proto, rules::qtype_label(qtype), rules::rcode_label(rcode));
         if let Some(why) = reply.malformed {
             self.report(why);
         }
-        (reply, resp_edns)
+        let tally = (dnssec
+            && matches!(rcode, rules::rcode::NOERROR | rules::rcode::NXDOMAIN)
+            && reply.malformed.is_none())
+        .then(|| {
+            fast::Tally::of_ordinary(
+                rules::qtype_label(qtype),
+                rules::rcode_label(rcode),
+                locator.lookup,
+                reply.answered,
+                per_source,
+            )
+        });
+        (reply, resp_edns, tally)
     }
 
     /// The ordinary path, synchronously, for UDP and TCP alike: checks the OPT record,
@@ -352,10 +414,23 @@ impl Handler {
         proto: Proto,
         out: &mut Vec<u8>,
     ) -> bool {
+        self.ordinary_tallied(snap, packet, src, proto, out).0
+    }
+
+    /// [`Handler::ordinary`], plus the tally of a reply the answer cache may keep (see
+    /// [`Handler::prepare_tallied`]); none when the reply was truncated or failed.
+    fn ordinary_tallied(
+        &self,
+        snap: &Snapshot,
+        packet: &[u8],
+        src: SocketAddr,
+        proto: Proto,
+        out: &mut Vec<u8>,
+    ) -> (bool, Option<fast::Tally>) {
         out.clear();
         if let Some(why) = rules::unanswerable(packet) {
             self.report(why);
-            return false;
+            return (false, None);
         }
         let formerr = |why: Malformed, out: &mut Vec<u8>| {
             out.extend_from_slice(&formerr(packet));
@@ -369,16 +444,16 @@ impl Handler {
         };
         // Before hickory sees the options: it would log a WARN line per message.
         if ecs::check_opt(packet) == Err(ecs::OptError::Options) {
-            return formerr(Malformed::EdnsOption, out);
+            return (formerr(Malformed::EdnsOption, out), None);
         }
         let protocol = match proto {
             Proto::Udp => Protocol::Udp,
             Proto::Tcp => Protocol::Tcp,
         };
         let Ok(request) = Request::from_bytes(packet.to_vec(), src, protocol) else {
-            return formerr(Malformed::Undecodable, out);
+            return (formerr(Malformed::Undecodable, out), None);
         };
-        let (reply, resp_edns) = self.prepare(snap, &request);
+        let (reply, resp_edns, mut tally) = self.prepare_tallied(snap, &request);
         let limit = match proto {
             Proto::Udp => rules::udp_limit(resp_edns.as_ref().map(|e| e.max_payload())),
             Proto::Tcp => u16::MAX,
@@ -392,6 +467,7 @@ impl Handler {
         )
         .is_err()
         {
+            tally = None;
             out.clear();
             let mut m = Metadata::response_from_request(&request.metadata);
             m.response_code = ResponseCode::ServFail;
@@ -402,7 +478,22 @@ impl Handler {
             }
             .emit(&mut enc);
         }
-        true
+        if out.get(2).is_some_and(|f| f & 0x02 != 0) {
+            tally = None; // TC: the client retries over TCP; not worth keeping
+        }
+        (true, tally)
+    }
+
+    /// [`Handler::ordinary_udp`], plus the tally of a reply the UDP answer cache may keep
+    /// (a signed answer; see [`Handler::prepare_tallied`]).
+    pub fn ordinary_udp_tallied(
+        &self,
+        snap: &Snapshot,
+        packet: &[u8],
+        src: SocketAddr,
+        out: &mut Vec<u8>,
+    ) -> (bool, Option<fast::Tally>) {
+        self.ordinary_tallied(snap, packet, src, Proto::Udp, out)
     }
 
     /// [`Handler::ordinary`] for a UDP datagram.
@@ -482,6 +573,15 @@ pub fn encode(
                 counts.authorities = 1;
             } else {
                 truncated = true;
+            }
+        }
+        if !truncated {
+            for r in &reply.authority {
+                if !fits(&mut enc, r)? {
+                    truncated = true;
+                    break;
+                }
+                counts.authorities += 1;
             }
         }
         if truncated {

@@ -99,7 +99,11 @@ impl Responder {
         let mut miss = None;
         if let Some(cache) = &mut self.cache {
             // The epoch is read before the fast path reads any health state (see `sync`).
-            cache.sync(snap.generation, health_epoch());
+            cache.sync(
+                snap.generation,
+                health_epoch(),
+                crate::dnssec::slot(crate::dnssec::now()),
+            );
             match cache.get(key, src.ip(), [packet[0], packet[1]], out) {
                 Ok(tally) => {
                     self.hits += 1;
@@ -119,7 +123,15 @@ impl Responder {
                 }
                 true
             }
-            Fast::Fallback => handler.ordinary_udp(snap, packet, src, out),
+            Fast::Fallback => {
+                let (said, tally) = handler.ordinary_udp_tallied(snap, packet, src, out);
+                // Signed answers are kept too: a validating resolver sets DO on every
+                // query, and they are as exact as the fast path's (see `cache`).
+                if let (Some(cache), Some(miss), Some(tally)) = (&mut self.cache, miss, tally) {
+                    cache.put(miss, key, src.ip(), out, tally);
+                }
+                said
+            }
         };
         if !reply {
             out.clear();

@@ -43,6 +43,8 @@ pub struct CompiledZone {
     pub glue: Vec<Record>,
     /// Names, including empty non-terminals (present with no RRsets).
     pub nodes: HashMap<LowerName, Node>,
+    /// The zone's keys, DNSKEY RRset and NSEC chain, when `[zones."NAME".dnssec]` is set.
+    pub signer: Option<crate::dnssec::ZoneSigner>,
 }
 
 /// All zones of a snapshot, most specific origin first.
@@ -89,9 +91,105 @@ fn rdata(d: &RecordData) -> RData {
     }
 }
 
+/// The zone's signer: its NSEC chain runs over every name with data, GSLB names with
+/// the address types their regions can answer.
+fn signer(
+    model: &Model,
+    z: &crate::model::Zone,
+    origin: &Name,
+    d: &crate::model::ZoneDnssec,
+    nodes: &HashMap<LowerName, Node>,
+    counters: crate::dnssec::SignCounters,
+) -> crate::dnssec::ZoneSigner {
+    let names = nodes
+        .iter()
+        .filter(|(_, n)| !n.rrsets.is_empty() || n.service.is_some())
+        .map(|(name, n)| {
+            let mut types: Vec<RecordType> = n.rrsets.iter().map(|(t, _)| *t).collect();
+            if let Some(sid) = n.service {
+                let svc = &model.services[usize::from(sid)];
+                let regions = || svc.regions.iter().map(|r| &model.regions[usize::from(*r)]);
+                if regions().any(|r| r.has_v4) {
+                    types.push(RecordType::A);
+                }
+                if regions().any(|r| r.has_v6) {
+                    types.push(RecordType::AAAA);
+                }
+            }
+            (Name::from(name), types)
+        })
+        .collect();
+    crate::dnssec::ZoneSigner::new(
+        origin.clone(),
+        &d.keys,
+        d.denial,
+        z.ttl,
+        z.negative_ttl(),
+        names,
+        counters,
+    )
+}
+
+/// Signs ahead what queries will ask for: every static RRset, the negative SOA, the NSEC
+/// chain, and per GSLB service and region the RRset of its first `max_answers`
+/// addresses of each family (the answer while all are up).
+fn prewarm(
+    model: &Model,
+    z: &crate::model::Zone,
+    signer: &crate::dnssec::ZoneSigner,
+    nodes: &HashMap<LowerName, Node>,
+    negative_soa: &Record,
+) {
+    let gslb = gslb_rrsets(model, z, |_| true);
+    let statics = nodes
+        .values()
+        .flat_map(|n| n.rrsets.iter().map(|(_, v)| v.iter().collect::<Vec<_>>()));
+    signer.prewarm(
+        statics
+            .chain(std::iter::once(vec![negative_soa]))
+            .chain(gslb.iter().map(|s| s.iter().collect())),
+    );
+}
+
+/// Per service, region and family of a zone, the RRset of the first `max_answers`
+/// addresses of the endpoints `keep` lets through.
+fn gslb_rrsets(
+    model: &Model,
+    z: &crate::model::Zone,
+    keep: impl Fn(&crate::model::Endpoint) -> bool,
+) -> Vec<Vec<Record>> {
+    let mut gslb: Vec<Vec<Record>> = Vec::new();
+    for &sid in &z.services {
+        let svc = &model.services[usize::from(sid)];
+        let owner = name(&svc.name);
+        for &rid in &svc.regions {
+            let region = &model.regions[usize::from(rid)];
+            for v4 in [true, false] {
+                let set: Vec<Record> = region
+                    .endpoints
+                    .iter()
+                    .filter(|e| e.address.is_ipv4() == v4 && keep(e))
+                    .take(usize::from(svc.max_answers))
+                    .map(|e| {
+                        let data = match e.address {
+                            std::net::IpAddr::V4(a) => RData::A(A(a)),
+                            std::net::IpAddr::V6(a) => RData::AAAA(AAAA(a)),
+                        };
+                        Record::from_rdata(owner.clone(), svc.ttl, data)
+                    })
+                    .collect();
+                if !set.is_empty() {
+                    gslb.push(set);
+                }
+            }
+        }
+    }
+    gslb
+}
+
 impl ZoneIndex {
     /// Compiles every zone of a model.
-    pub fn build(model: &Model) -> ZoneIndex {
+    pub fn build(model: &Model, counters: &crate::dnssec::SignCounters) -> ZoneIndex {
         let mut zones = Vec::with_capacity(model.zones.len());
         for z in &model.zones {
             let origin = name(&z.origin);
@@ -149,14 +247,51 @@ impl ZoneIndex {
                     })
                     .cloned()
                     .collect();
+            let signer = z.dnssec.as_ref().map(|d| {
+                let signer = signer(model, z, &origin, d, &nodes, counters.clone());
+                // The DNSKEY RRset is zone data: answered with or without DO.
+                if !signer.dnskeys.is_empty()
+                    && let Some(apex) = nodes.get_mut(&LowerName::from(&origin))
+                {
+                    apex.rrsets
+                        .push((RecordType::DNSKEY, signer.dnskeys.clone()));
+                }
+                signer
+            });
+            let negative_soa =
+                Record::from_rdata(origin.clone(), z.negative_ttl(), RData::SOA(soa));
+            if let Some(s) = &signer {
+                prewarm(model, z, s, &nodes, &negative_soa);
+            }
             zones.push(CompiledZone {
                 origin: LowerName::from(&origin),
-                negative_soa: Record::from_rdata(origin.clone(), z.negative_ttl(), RData::SOA(soa)),
+                negative_soa,
                 glue,
                 nodes,
+                signer,
             });
         }
         ZoneIndex { zones }
+    }
+
+    /// After a health flip: signs each signed zone's GSLB RRsets made of the endpoints
+    /// probed up now (per service, region and family, the first `max_answers`), so the
+    /// answers the flip produces are signed off the query path. Returns the RRsets
+    /// looked at. A forced state or a pick other than the first addresses is signed on
+    /// the first query that needs it, as before.
+    pub fn prewarm_health(&self, model: &Model) -> usize {
+        let mut n = 0;
+        for (cz, z) in self.zones.iter().zip(&model.zones) {
+            let Some(signer) = &cz.signer else { continue };
+            let sets = gslb_rrsets(model, z, |e| e.health.get() == crate::model::Probed::Up);
+            let now = crate::dnssec::now();
+            for set in &sets {
+                let refs: Vec<&Record> = set.iter().collect();
+                let _ = signer.rrsigs(&refs, now);
+            }
+            n += sets.len();
+        }
+        n
     }
 
     /// The most specific zone containing a name.

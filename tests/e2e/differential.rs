@@ -246,6 +246,10 @@ fn corpus() -> Vec<Vec<u8>> {
                 e.options_mut()
                     .insert(EdnsOption::Unknown(10, vec![1, 2, 3, 4, 5, 6, 7, 8]));
             }
+            // A validating resolver sets DO on every query.
+            if rng.next().is_multiple_of(3) {
+                e.set_dnssec_ok(true);
+            }
             msg.set_edns(e);
         }
         let mut bytes = msg.to_vec().unwrap();
@@ -390,6 +394,115 @@ fn fast_path_leaves_unusual_queries_to_the_ordinary_path() {
     }
 }
 
+/// The corpus config with `gslb.example.` signed (a vendored key).
+fn signed_config() -> String {
+    let key = crate::harness::repo().join("tests/data/dnssec/Kgslb.example.+013+43822.private");
+    config().replace(
+        "[zones.\"other.test.\"]",
+        &format!(
+            "[zones.\"gslb.example.\".dnssec]\nkey_files = [\"{}\"]\n\n[zones.\"other.test.\"]",
+            key.display()
+        ),
+    )
+}
+
+/// The DO bit of a query's OPT record, if it has one and parses.
+fn dnssec_ok(pkt: &[u8]) -> bool {
+    Message::from_vec(pkt)
+        .ok()
+        .and_then(|m| m.edns.as_ref().map(|e| e.flags().dnssec_ok))
+        .unwrap_or(false)
+}
+
+/// With `gslb.example.` signed, the fast path leaves every DO query for it to the
+/// ordinary path (which signs) and still answers everything else byte for byte like the
+/// ordinary path; the ordinary path's DO answers carry RRSIGs and echo DO, and its
+/// answers without DO are what the unsigned zone gives.
+#[test]
+fn signed_zone_do_queries_take_the_ordinary_path_and_the_rest_stay_identical() {
+    let _serial = serial();
+    let (shared, metrics) = snapshot_of(&signed_config());
+    let (plain_shared, plain_metrics) = snapshot();
+    let handler = Handler::new(shared.clone(), metrics.clone());
+    let plain = Handler::new(plain_shared.clone(), plain_metrics);
+    let snap = shared.load();
+    let plain_snap = plain_shared.load();
+    let mut memo = RouteMemo::default();
+    let (mut fast_out, mut slow_out, mut plain_out) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut fast, mut signed, mut unsigned_same) = (0, 0, 0);
+    for (i, pkt) in corpus().iter().enumerate() {
+        let src: SocketAddr = "127.0.0.1:5353".parse().unwrap();
+        let in_signed_zone = Message::from_vec(pkt).ok().is_some_and(|m| {
+            m.queries
+                .first()
+                .is_some_and(|q| Name::from_str("gslb.example.").unwrap().zone_of(q.name()))
+        });
+        let said = fast::answer(&snap, &metrics, &mut memo, pkt, src.ip(), &mut fast_out);
+        let slow = handler.ordinary_udp(&snap, pkt, src, &mut slow_out);
+        if let Fast::Reply(_) = said {
+            fast += 1;
+            assert!(
+                !(dnssec_ok(pkt) && in_signed_zone),
+                "packet {i}: the fast path answered a DO query of a signed zone"
+            );
+            assert_eq!(fast_out, slow_out, "packet {i}: fast and ordinary differ");
+        }
+        if !slow {
+            continue;
+        }
+        let reply = Message::from_vec(&slow_out);
+        if dnssec_ok(pkt) && in_signed_zone {
+            let Ok(m) = reply else { continue };
+            // Errors before the zone (FORMERR, NOTIMP, BADVERS) and TC replies carry no
+            // zone data to sign.
+            if !m.metadata.authoritative || m.metadata.truncation {
+                continue;
+            }
+            assert!(
+                !m.metadata.authentic_data,
+                "packet {i}: AD set by the authority"
+            );
+            let sigs = m
+                .answers
+                .iter()
+                .chain(&m.authorities)
+                .filter(|r| r.record_type() == RecordType::RRSIG)
+                .count();
+            if !m.answers.is_empty() || !m.authorities.is_empty() {
+                assert!(sigs > 0, "packet {i}: a DO answer without RRSIG: {m}");
+                signed += 1;
+            }
+            assert!(
+                m.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok),
+                "packet {i}: DO not echoed"
+            );
+        } else {
+            // Unsigned answers are those of the same config without DNSSEC (the apex
+            // DNSKEY aside, which only the signed zone has).
+            let plain_said = plain.ordinary_udp(&plain_snap, pkt, src, &mut plain_out);
+            let apex_any = Message::from_vec(pkt).ok().is_some_and(|m| {
+                m.queries.first().is_some_and(|q| {
+                    q.query_type() == RecordType::ANY
+                        && q.name() == &Name::from_str("gslb.example.").unwrap()
+                })
+            });
+            if plain_said && !apex_any {
+                assert_eq!(
+                    slow_out, plain_out,
+                    "packet {i}: signing changed a non-DO answer"
+                );
+                unsigned_same += 1;
+            }
+        }
+    }
+    assert!(signed > 400, "only {signed} signed answers checked");
+    assert!(fast > 500, "fast path answered only {fast}");
+    assert!(
+        unsigned_same > 1000,
+        "only {unsigned_same} unsigned answers compared"
+    );
+}
+
 const SOURCES: [&str; 3] = ["81.2.69.160:5353", "127.0.0.1:5353", "[2001:db8::5]:53"];
 
 /// Sends the corpus through `responder`, each query's ID XORed with `id_xor` and sent from
@@ -428,6 +541,42 @@ fn pass_through_responder(
     }
     responder.flush(metrics);
     replies
+}
+
+/// A UDP receive loop (answer cache, fast path, ordinary path) over a signed zone replies
+/// as the ordinary path does, DO queries included (signatures come from the signature
+/// cache, so the same RRset gets the same RRSIG bytes), twice over.
+#[test]
+fn receive_loop_over_a_signed_zone_replies_like_the_ordinary_path() {
+    let _serial = serial();
+    let (shared, metrics) = snapshot_of(&signed_config());
+    let handler = Handler::new(shared.clone(), metrics.clone());
+    let mut responder = Responder::new();
+    pass_through_responder(
+        &mut responder,
+        &shared,
+        &handler,
+        &metrics,
+        (0, 0),
+        "signed",
+    );
+    pass_through_responder(
+        &mut responder,
+        &shared,
+        &handler,
+        &metrics,
+        (0x5a5a, 1),
+        "again",
+    );
+    assert!(
+        metrics.answer_cache_hit.get() > 1000,
+        "the answer cache was barely used"
+    );
+    assert!(
+        metrics.dnssec.hits.get() > 500,
+        "signature cache hits: {}",
+        metrics.dnssec.hits.get()
+    );
 }
 
 #[test]
@@ -547,8 +696,8 @@ fn counted(metrics: &Metrics) -> Vec<String> {
 #[test]
 fn replies_from_the_cache_are_counted_as_if_answered_afresh() {
     let _serial = serial();
-    let run = |server: &str| {
-        let (shared, metrics) = snapshot_of(&config_with(server));
+    let run = |text: &str| {
+        let (shared, metrics) = snapshot_of(text);
         let handler = Handler::new(shared.clone(), metrics.clone());
         let mut responder = Responder::new();
         for round in 0..3 {
@@ -567,8 +716,17 @@ fn replies_from_the_cache_are_counted_as_if_answered_afresh() {
             metrics.answer_cache_miss.get(),
         )
     };
-    let (cached, hits, misses) = run("");
-    let (uncached, no_hits, no_misses) = run("answer_cache_kib = 0");
+    let (cached, hits, misses) = run(&config_with(""));
+    let (uncached, no_hits, no_misses) = run(&config_with("answer_cache_kib = 0"));
+    // Signed: DO answers of the ordinary path are kept and counted alike too.
+    let (signed_cached, signed_hits, _) = run(&signed_config());
+    let (signed_uncached, _, _) =
+        run(&signed_config().replacen("[server]\n", "[server]\nanswer_cache_kib = 0\n", 1));
+    assert!(
+        signed_hits > hits,
+        "signed answers were not kept: {signed_hits} vs {hits}"
+    );
+    assert_eq!(signed_cached, signed_uncached);
     assert!(hits > 2000, "{hits} hits");
     assert_eq!(
         (no_hits, no_misses),
@@ -677,4 +835,67 @@ fn fast_path_truncates_refuses_and_answers_any_like_the_ordinary_path() {
     assert_eq!(truncated, 4, "fast-path truncations");
     assert!(any >= 5, "the fast path answered only {any} ANY queries");
     assert!(fast >= queries.len() / 3, "{fast} of {}", queries.len());
+}
+
+/// After a health flip, `prewarm_health` signs the RRsets the new health produces, so the
+/// first DO query that gets one finds its signature made (no signature cache miss).
+#[test]
+fn a_health_flip_is_signed_ahead_of_the_first_do_query() {
+    let _serial = serial();
+    // us's first address probed, so that it can go down: us then answers with its
+    // second and third, a set the snapshot's own pre-warm (first two) did not sign.
+    let text = signed_config().replace(
+        r#"{ address = "198.51.100.1" }"#,
+        r#"{ address = "198.51.100.1", check = "c" }"#,
+    );
+    let (shared, metrics) = snapshot_of(&text);
+    let handler = Handler::new(shared.clone(), metrics.clone());
+    let snap = shared.load();
+    let us = snap.model.regions.iter().find(|r| r.name == "us").unwrap();
+    let down = us
+        .endpoints
+        .iter()
+        .find(|e| e.address.to_string() == "198.51.100.1")
+        .unwrap();
+    down.health.set(Probed::Down);
+    assert!(snap.zones.prewarm_health(&snap.model) > 0);
+    let misses = metrics.dnssec.misses.get();
+    let mut m = Message::query();
+    m.add_query(Query::query(
+        Name::from_str("www.gslb.example.").unwrap(),
+        RecordType::A,
+    ));
+    let mut e = Edns::new();
+    e.set_dnssec_ok(true);
+    e.options_mut().insert(EdnsOption::Subnet(
+        ClientSubnet::from_str("216.160.83.56/29").unwrap(),
+    ));
+    m.set_edns(e);
+    let mut out = Vec::new();
+    assert!(handler.ordinary_udp(
+        &snap,
+        &m.to_vec().unwrap(),
+        "127.0.0.1:5353".parse().unwrap(),
+        &mut out
+    ));
+    down.health.set(Probed::Up);
+    let reply = Message::from_vec(&out).unwrap();
+    let addrs: Vec<String> = reply
+        .answers
+        .iter()
+        .filter(|r| r.record_type() == RecordType::A)
+        .map(|r| r.data.to_string())
+        .collect();
+    assert_eq!(addrs, ["198.51.100.2", "198.51.100.3"], "{reply}");
+    assert!(
+        reply
+            .answers
+            .iter()
+            .any(|r| r.record_type() == RecordType::RRSIG)
+    );
+    assert_eq!(
+        metrics.dnssec.misses.get(),
+        misses,
+        "the post-flip RRset was signed on the query path"
+    );
 }

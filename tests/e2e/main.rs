@@ -4,6 +4,7 @@
 mod admin;
 mod config_check;
 mod differential;
+mod dnssec;
 mod first_run;
 mod fleet;
 mod fuzz_corpus;

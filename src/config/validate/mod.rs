@@ -119,7 +119,7 @@ impl Validator<'_> {
 
     pub(in crate::config) fn model(&mut self, raw: RawConfig, base: &Path) -> Model {
         let server = self.server(&raw.server, base);
-        let mut zones = self.zones(&raw.zones);
+        let mut zones = self.zones(&raw.zones, base);
         let checks = self.checks(&raw.checks);
         let mut regions = self.regions(&raw.regions, &checks);
         self.resolve_self_probes(&server, &mut regions);

@@ -1,9 +1,63 @@
 //! Validation of `[zones.*]`: SOA, NS and static records.
 
 use super::*;
+use crate::model::{Denial, ZoneDnssec};
 
 impl Validator<'_> {
-    pub(in crate::config) fn zones(&mut self, raw: &BTreeMap<String, raw::RawZone>) -> Vec<Zone> {
+    /// `[zones."NAME".dnssec]`: paths and mode only; the key files are read and checked
+    /// by the load step (`state::load`), which names them at `key_files` on error.
+    pub(in crate::config) fn dnssec(
+        &mut self,
+        key: &str,
+        d: &raw::RawDnssec,
+        base: &Path,
+    ) -> Option<ZoneDnssec> {
+        let dp = ["zones", key, "dnssec"];
+        let denial = match d.denial.as_deref() {
+            None | Some("nsec") => Denial::Nsec,
+            Some("compact") => Denial::Compact,
+            Some(other) => {
+                self.err(
+                    &[&dp[..], &["denial"]].concat(),
+                    format!("unknown denial {other:?} (nsec | compact)"),
+                );
+                Denial::Nsec
+            }
+        };
+        if d.key_files.is_empty() {
+            self.err(
+                &[&dp[..], &["key_files"]].concat(),
+                "at least one key file is needed (create one with `geode dnssec keygen --zone NAME`)",
+            );
+            return None;
+        }
+        let mut key_files = Vec::new();
+        for (i, f) in d.key_files.iter().enumerate() {
+            if !f.ends_with(".private") {
+                self.err(
+                    &[&dp[..], &["key_files", &i.to_string()]].concat(),
+                    format!(
+                        "{f:?} is not a BIND private key file name (K<zone>+<alg>+<tag>.private, \
+                         with the .key file beside it)"
+                    ),
+                );
+                continue;
+            }
+            key_files.push(base.join(f));
+        }
+        Some(ZoneDnssec {
+            config_key: key.to_string(),
+            key_files,
+            denial,
+            keys: Vec::new(),
+        })
+    }
+
+    pub(in crate::config) fn zones(
+        &mut self,
+        raw: &BTreeMap<String, raw::RawZone>,
+        base: &Path,
+    ) -> Vec<Zone> {
         let mut zones: Vec<Zone> = Vec::new();
         let mut seen: HashMap<String, String> = HashMap::new();
         // In file order, so the second spelling of a zone is the one reported.
@@ -170,6 +224,7 @@ impl Validator<'_> {
                     data,
                 });
             }
+            let dnssec = z.dnssec.as_ref().and_then(|d| self.dnssec(key, d, base));
             if let Some(soa) = soa {
                 zones.push(Zone {
                     origin,
@@ -178,6 +233,7 @@ impl Validator<'_> {
                     ns,
                     records,
                     services: Vec::new(),
+                    dnssec,
                 });
             }
         }
