@@ -485,7 +485,7 @@ impl Handler {
     }
 
     /// [`Handler::ordinary_udp`], plus the tally of a reply the UDP answer cache may keep
-    /// (a signed answer; see [`Handler::prepare_tallied`]).
+    /// (a signed answer; see `Handler::prepare_tallied`).
     pub fn ordinary_udp_tallied(
         &self,
         snap: &Snapshot,
