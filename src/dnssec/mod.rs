@@ -6,6 +6,8 @@
 //!  Snapshot::build ─► dns::zones ─► ZoneSigner::new: keys, DNSKEY RRset, NSEC chain,
 //!                     every static RRset and NSEC signed ahead (pre-warm), GSLB RRsets too
 //!  query with DO ─► dns::signed::sign_reply ─► ZoneSigner::rrsigs (cache, else sign)
+//!  UDP DO query, GSLB A/AAAA ─► dns::fast ─► ZoneSigner::cached_address_rrsigs (cache
+//!                     only; a miss falls back to the ordinary path, which signs)
 //! ```
 //!
 //! Why a GSLB answer signs little: an RRSIG covers the RRset in canonical order (any
