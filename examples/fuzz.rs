@@ -184,7 +184,16 @@ pub fn seeds() -> Vec<Vec<u8>> {
     for n in names {
         for t in qtypes {
             for e in ecs {
-                out.push(query(id, n, t, e));
+                let q = query(id, n, t, e);
+                // The same query with DO (a validating resolver's), so that with
+                // GEODE_FUZZ_DNSSEC=1 the fast path's signed answers are fuzzed too.
+                let opt = 12 + name_wire(n).len() + 4;
+                if q.len() > opt + 7 {
+                    let mut d = q.clone();
+                    d[opt + 7] |= 0x80;
+                    out.push(d);
+                }
+                out.push(q);
                 id = id.wrapping_add(1);
             }
         }

@@ -3,6 +3,12 @@
 //! answered straight from and into byte buffers, without hickory's message decoding,
 //! per-query task, channel hop or record allocations.
 //!
+//! In a signed zone a query with DO is answered here only when it asks a GSLB name for
+//! A or AAAA and the name routes to addresses (the RRSIGs come as bytes from the signature cache, see
+//! [`crate::dnssec::ZoneSigner::cached_address_rrsigs`]) or to SERVFAIL (nothing to
+//! sign); NODATA and NXDOMAIN need NSEC proofs, and a signature cache miss needs signing,
+//! so those go to the ordinary path (`super::signed`).
+//!
 //! Anything else (static names, other types, other options, EDNS version > 0, malformed
 //! input) returns [`Fast::Fallback`] and takes the ordinary path, which stays the
 //! reference: `tests` and the differential test check that both paths produce the same
@@ -117,7 +123,8 @@ impl Tally {
 
 #[derive(Debug, Clone, Copy)]
 enum Kind {
-    Service(u16),
+    /// A GSLB name: its service and its index in [`FastIndex::owners`].
+    Service(u16, u32),
     Other,
 }
 
@@ -136,7 +143,8 @@ struct FastZone {
     retry: u32,
     expire: u32,
     minimum: u32,
-    /// Signed online: a query with DO goes to the ordinary path (`dns::signed`).
+    /// Signed online: a query with DO is answered here only with addresses (signed from
+    /// the signature cache) or SERVFAIL; else it goes to the ordinary path.
     signed: bool,
 }
 
@@ -145,6 +153,8 @@ struct FastZone {
 pub struct FastIndex {
     names: HashMap<Box<[u8]>, Kind, BuildHasherDefault<Fx>>,
     zones: Vec<FastZone>,
+    /// Each GSLB name as the signature cache keys its RRsets (case is ignored there).
+    owners: Vec<Name>,
 }
 
 /// Uncompressed wire form of a name, case kept.
@@ -198,7 +208,10 @@ impl FastIndex {
             });
             for (name, node) in &cz.nodes {
                 let kind = match node.service {
-                    Some(sid) if node.rrsets.is_empty() => Kind::Service(sid),
+                    Some(sid) if node.rrsets.is_empty() => {
+                        idx.owners.push(Name::from(name));
+                        Kind::Service(sid, (idx.owners.len() - 1) as u32)
+                    }
                     _ => Kind::Other,
                 };
                 idx.names
@@ -463,6 +476,22 @@ fn ecs_addr(body: &[u8]) -> IpAddr {
     }
 }
 
+/// Length of the first RRSIG in signature-cache wire form (type, class, TTL, RDLENGTH,
+/// RDATA; see [`crate::dnssec::ZoneSigner::cached_address_rrsigs`]).
+fn sig_len(wire: &[u8]) -> usize {
+    10 + usize::from(u16::from_be_bytes([wire[8], wire[9]]))
+}
+
+/// Number of RRSIGs in signature-cache wire form.
+fn sig_count(mut wire: &[u8]) -> usize {
+    let mut n = 0;
+    while !wire.is_empty() {
+        wire = &wire[sig_len(wire)..];
+        n += 1;
+    }
+    n
+}
+
 /// Answers a query on the fast path, or says it is not one. `memo` is the calling
 /// loop's [`RouteMemo`]; any memo gives the same bytes, a long-lived one answers faster.
 pub fn answer(
@@ -484,14 +513,13 @@ pub fn answer(
     let mut per_source = false;
     // Routed in place and then only borrowed: see `route_into`.
     let mut decided = Decision::default();
+    // (index in `FastIndex::owners`, zone index) of a GSLB name.
+    let mut owner = None;
     let (zone, decision) = match snap.fast.names.get(lname) {
-        Some(Kind::Service(sid)) => {
+        Some(Kind::Service(sid, o)) => {
             let Some(family) = rules::gslb_family(q.qtype) else {
                 return Fast::Fallback;
             };
-            if q.dnssec_ok && snap.fast.zones[snap.model.services[usize::from(*sid)].zone].signed {
-                return Fast::Fallback; // before routing: the ordinary path routes it
-            }
             let (ip, source) = client_address(ecs.map(|(b, addr)| (addr, b[2])), src);
             per_source = source == ClientSource::Resolver;
             let (loc, how) = locate(&snap.model, snap.geo.as_deref(), ip, source);
@@ -502,8 +530,9 @@ pub fn answer(
             // epoch never keeps a decision made with an older view.
             let admin = snap.admin.load();
             memo.route_into(&snap.model, *sid, family, &loc, &Live(&admin), &mut decided);
-            let zone = &snap.fast.zones[snap.model.services[usize::from(*sid)].zone];
-            (zone, Some(&decided))
+            let zi = snap.model.services[usize::from(*sid)].zone;
+            owner = Some((*o, zi));
+            (&snap.fast.zones[zi], Some(&decided))
         }
         Some(Kind::Other) => return Fast::Fallback,
         None => match snap.fast.zone_of(lname) {
@@ -511,11 +540,38 @@ pub fn answer(
             None => return Fast::Fallback,
         },
     };
-    if q.dnssec_ok && zone.signed {
-        // Signed answers are the ordinary path's (`dns::signed`); nothing was counted
-        // yet, so the ordinary path counts the query once.
-        return Fast::Fallback;
+    // RFC 4035 3.1: with DO in a signed zone, the answer RRset's RRSIGs (from the
+    // signature cache) follow it and DO is echoed (RFC 3225 3); AD stays clear (3.1.6).
+    // Denials need NSEC proofs and a cache miss needs signing: both are the ordinary
+    // path's (`super::signed`). Nothing was counted yet, so it counts the query once.
+    let signed = q.dnssec_ok && zone.signed;
+    let mut rrsigs = None;
+    if signed {
+        match (&decision, owner) {
+            // A and AAAA only: ANY (answered with one RRset, RFC 8482) stays with the
+            // ordinary path, as every type but the two a resolver asks for does.
+            (Some(d), Some((o, zi)))
+                if d.outcome == Outcome::Answer && matches!(q.qtype, 1 | 28) =>
+            {
+                // `FastIndex::zones` is built in the order of the compiled zones.
+                let signer = snap.zones.zones[zi].signer.as_ref();
+                rrsigs = signer.and_then(|s| {
+                    s.cached_address_rrsigs(
+                        &snap.fast.owners[o as usize],
+                        d.ttl,
+                        d.addrs.as_slice(),
+                        crate::dnssec::now(),
+                    )
+                });
+                if rrsigs.is_none() {
+                    return Fast::Fallback;
+                }
+            }
+            (Some(d), _) if d.outcome == Outcome::ServFail && matches!(q.qtype, 1 | 28) => {}
+            _ => return Fast::Fallback,
+        }
     }
+    let rrsigs: &[u8] = rrsigs.as_deref().unwrap_or(&[]);
 
     let (rcode, scope) = match &decision {
         None => (3u8, 0u8),
@@ -533,7 +589,7 @@ pub fn answer(
     w.out.push(0x84 | (pkt[2] & 0x01));
     w.out.push((pkt[3] & 0x10) | rcode);
     let answers = match &decision {
-        Some(d) if d.outcome == Outcome::Answer => d.addrs.len() as u16,
+        Some(d) if d.outcome == Outcome::Answer => (d.addrs.len() + sig_count(rrsigs)) as u16,
         _ => 0,
     };
     let negative = decision
@@ -571,6 +627,14 @@ pub fn answer(
                 }
             }
         }
+        // Each RRSIG owned by the same spelling as the RRset (`signed::sign_sections`).
+        let mut rest = rrsigs;
+        while !rest.is_empty() {
+            let len = sig_len(rest);
+            w.name(q.qname);
+            w.out.extend_from_slice(&rest[..len]);
+            rest = &rest[len..];
+        }
     }
     if negative {
         // RFC 2308 3: the zone's SOA in AUTHORITY, TTL = min(SOA TTL, MINIMUM).
@@ -595,7 +659,8 @@ pub fn answer(
         w.name(&[0]);
         w.u16(41);
         w.u16(payload);
-        w.u32(0);
+        // Extended RCODE 0, version 0, DO when this is a signed answer.
+        w.u32(if signed { 0x8000 } else { 0 });
         match ecs {
             Some((body, addr)) => {
                 w.u16(4 + body.len() as u16);

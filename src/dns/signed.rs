@@ -1,6 +1,8 @@
 //! DNSSEC on the ordinary path: a reply to a query with DO for a signed zone gets an
 //! RRSIG after every RRset and, when negative, the signed SOA and the NSEC records that
-//! prove the denial (RFC 4035 3.1). The fast path leaves such queries here (`fast.rs`).
+//! prove the denial (RFC 4035 3.1). The fast path answers a GSLB A/AAAA query routed to
+//! addresses itself, placing the cached RRSIGs as `sign_sections` does, and leaves every
+//! other such query here (`fast.rs`).
 //!
 //! Denial, `denial = "nsec"` (RFC 4035 3.1.3): NXDOMAIN carries the chain's NSEC that
 //! covers the name and the one that covers the wildcard at its closest encloser; NODATA

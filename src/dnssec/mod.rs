@@ -6,6 +6,8 @@
 //!  Snapshot::build ─► dns::zones ─► ZoneSigner::new: keys, DNSKEY RRset, NSEC chain,
 //!                     every static RRset and NSEC signed ahead (pre-warm), GSLB RRsets too
 //!  query with DO ─► dns::signed::sign_reply ─► ZoneSigner::rrsigs (cache, else sign)
+//!  UDP DO query, GSLB A/AAAA ─► dns::fast ─► ZoneSigner::cached_address_rrsigs (cache
+//!                     only; a miss falls back to the ordinary path, which signs)
 //! ```
 //!
 //! Why a GSLB answer signs little: an RRSIG covers the RRset in canonical order (any
@@ -24,18 +26,26 @@
 //! could not hold the GSLB RRsets that health flips produce, and a lock-free map would be
 //! a new dependency for no measurable gain at two to sixteen threads. Entries are keyed
 //! by content, so snapshots share them and a reload re-signs only what changed.
+//!
+//! An entry also keeps its RRSIGs in wire form after the owner name (type, class, TTL,
+//! RDLENGTH, RDATA: the signer name in it is never compressed, RFC 4034 3.1.7), encoded
+//! once by hickory when signed. The UDP fast path (`dns::fast`) looks a GSLB answer's
+//! RRset up by its addresses ([`ZoneSigner::cached_address_rrsigs`]), without building
+//! records, and copies those bytes after a compressed owner.
 
 pub mod cli;
 pub mod keys;
 
 use std::collections::HashMap;
 use std::hash::Hasher;
+use std::net::IpAddr;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use hickory_proto::dnssec::TBS;
 use hickory_proto::dnssec::rdata::{DNSSECRData, NSEC, RRSIG, SigInput};
+use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, SerialNumber};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use prometheus::IntCounter;
@@ -171,19 +181,101 @@ struct Entry {
     /// The RDATA, any order: an RRset is a set (RFC 2181 5).
     rdatas: Box<[RData]>,
     sigs: Arc<[Record]>,
+    /// `sigs` in wire form after each owner name (see the module docs); empty if hickory
+    /// could not encode them, which the fast path takes as a miss.
+    wire: Arc<[u8]>,
+}
+
+/// An RRset as the cache sees it: non-empty, one owner, type and TTL.
+#[derive(Clone, Copy)]
+enum Rrset<'a> {
+    /// Records of the ordinary path.
+    Records(&'a [&'a Record]),
+    /// A GSLB answer of the fast path: A (all IPv4) or AAAA (all IPv6) records.
+    Addrs {
+        owner: &'a Name,
+        ttl: u32,
+        addrs: &'a [IpAddr],
+    },
+}
+
+/// The RDATA the ordinary path makes for an answer address (`dns::Handler::answer`).
+fn addr_rdata(a: IpAddr) -> RData {
+    match a {
+        IpAddr::V4(v4) => RData::A(A(v4)),
+        IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
+    }
+}
+
+impl Rrset<'_> {
+    fn owner(&self) -> &Name {
+        match self {
+            Rrset::Records(r) => &r[0].name,
+            Rrset::Addrs { owner, .. } => owner,
+        }
+    }
+    fn ttl(&self) -> u32 {
+        match self {
+            Rrset::Records(r) => r[0].ttl,
+            Rrset::Addrs { ttl, .. } => *ttl,
+        }
+    }
+    fn rtype(&self) -> RecordType {
+        match self {
+            Rrset::Records(r) => r[0].record_type(),
+            Rrset::Addrs { addrs, .. } => match addrs[0] {
+                IpAddr::V4(_) => RecordType::A,
+                IpAddr::V6(_) => RecordType::AAAA,
+            },
+        }
+    }
+    fn len(&self) -> usize {
+        match self {
+            Rrset::Records(r) => r.len(),
+            Rrset::Addrs { addrs, .. } => addrs.len(),
+        }
+    }
+    /// True when `f` holds for every RDATA (made on the stack for addresses).
+    fn all(&self, mut f: impl FnMut(&RData) -> bool) -> bool {
+        match self {
+            Rrset::Records(r) => r.iter().all(|r| f(&r.data)),
+            Rrset::Addrs { addrs, .. } => addrs.iter().all(|a| f(&addr_rdata(*a))),
+        }
+    }
 }
 
 impl Entry {
-    fn covers(&self, keyset: u64, slot: u64, records: &[&Record]) -> bool {
-        let first = records[0];
+    fn covers(&self, keyset: u64, slot: u64, set: &Rrset<'_>) -> bool {
         self.keyset == keyset
             && self.slot == slot
-            && self.ttl == first.ttl
-            && self.rtype == first.record_type()
-            && self.owner == first.name
-            && self.rdatas.len() == records.len()
-            && records.iter().all(|r| self.rdatas.contains(&r.data))
+            && self.ttl == set.ttl()
+            && self.rtype == set.rtype()
+            && self.owner == *set.owner()
+            && self.rdatas.len() == set.len()
+            && set.all(|d| self.rdatas.contains(d))
     }
+}
+
+/// The RRSIGs in wire form after their owner names, or nothing if one does not encode.
+fn sigs_wire(sigs: &[Record]) -> Arc<[u8]> {
+    let mut out = Vec::new();
+    let mut one = Vec::new();
+    for s in sigs {
+        one.clear();
+        if s.emit(&mut BinEncoder::new(&mut one)).is_err() {
+            return Arc::from(Vec::new());
+        }
+        // The owner is the first thing written to a fresh encoder: uncompressed labels.
+        let mut at = 0;
+        while one.get(at).is_some_and(|l| *l != 0) {
+            at += 1 + usize::from(one[at]);
+        }
+        match one.get(at + 1..) {
+            Some(rest) if rest.len() >= 10 => out.extend_from_slice(rest),
+            _ => return Arc::from(Vec::new()),
+        }
+    }
+    out.into()
 }
 
 /// Identity hashing: the keys are hashes already.
@@ -218,21 +310,21 @@ static CACHE: LazyLock<SigCache> = LazyLock::new(|| SigCache {
 /// The cache key of an RRset: key set, slot, TTL, type, owner (case-insensitively) and
 /// the RDATA in any order (hashed one by one and summed). Hashing walks the decoded
 /// records; encoding them canonically to build a byte key cost 6% of a DO answer.
-fn rrset_hash(keyset: u64, slot: u64, records: &[&Record]) -> u64 {
+fn rrset_hash(keyset: u64, slot: u64, set: &Rrset<'_>) -> u64 {
     use std::hash::Hash;
-    let first = records[0];
     let mut h = Fx::default();
     h.write_u64(keyset);
     h.write_u64(slot);
-    h.write_u32(first.ttl);
-    h.write_u16(u16::from(first.record_type()));
-    first.name.hash(&mut h);
+    h.write_u32(set.ttl());
+    h.write_u16(u16::from(set.rtype()));
+    set.owner().hash(&mut h);
     let mut sum = 0u64;
-    for r in records {
+    set.all(|d| {
         let mut rh = Fx::default();
-        r.data.hash(&mut rh);
+        d.hash(&mut rh);
         sum = sum.wrapping_add(crate::route::mix(rh.finish()));
-    }
+        true
+    });
     h.write_u64(sum);
     crate::route::mix(h.finish())
 }
@@ -242,14 +334,22 @@ impl SigCache {
         &self.shards[(hash >> 58) as usize % SHARDS]
     }
 
-    fn get(&self, hash: u64, keyset: u64, slot: u64, records: &[&Record]) -> Option<Arc<[Record]>> {
+    /// `what` of the entry for `set`, if cached; the shard is locked only meanwhile.
+    fn get<T>(
+        &self,
+        hash: u64,
+        keyset: u64,
+        slot: u64,
+        set: &Rrset<'_>,
+        what: impl FnOnce(&Entry) -> T,
+    ) -> Option<T> {
         // A poisoned shard only means another thread panicked mid-insert; the map is
         // still a valid map.
         let shard = self.shard(hash).lock().unwrap_or_else(|e| e.into_inner());
         shard
             .get(&hash)
-            .filter(|e| e.covers(keyset, slot, records))
-            .map(|e| e.sigs.clone())
+            .filter(|e| e.covers(keyset, slot, set))
+            .map(what)
     }
 
     fn put(&self, hash: u64, entry: Entry) {
@@ -403,8 +503,9 @@ impl ZoneSigner {
         let (inception, expiration) = validity(now);
         let rtype = first.record_type();
         let slot = slot(now);
-        let hash = rrset_hash(self.keyset, slot, records);
-        if let Some(sigs) = CACHE.get(hash, self.keyset, slot, records) {
+        let set = Rrset::Records(records);
+        let hash = rrset_hash(self.keyset, slot, &set);
+        if let Some(sigs) = CACHE.get(hash, self.keyset, slot, &set, |e| e.sigs.clone()) {
             self.counters.hits.inc();
             return Some(sigs);
         }
@@ -454,10 +555,37 @@ impl ZoneSigner {
                 rtype,
                 owner,
                 rdatas: rdatas.into_boxed_slice(),
+                wire: sigs_wire(&sigs),
                 sigs: sigs.clone(),
             },
         );
         Some(sigs)
+    }
+
+    /// The RRSIGs over a GSLB answer (the A or AAAA records of `owner` with `ttl` and
+    /// `addrs`, one family, in any order) in wire form after each owner name, from the
+    /// signature cache only: `None` on a miss (not counted: the caller falls back to the
+    /// ordinary path, whose [`ZoneSigner::rrsigs`] counts it and signs), when there is no
+    /// key, or when `addrs` is empty. The shard is locked for the lookup and a reference
+    /// count; the caller copies the bytes after.
+    pub fn cached_address_rrsigs(
+        &self,
+        owner: &Name,
+        ttl: u32,
+        addrs: &[IpAddr],
+        now: u64,
+    ) -> Option<Arc<[u8]>> {
+        if self.keys.is_empty() || addrs.is_empty() {
+            return None;
+        }
+        let slot = slot(now);
+        let set = Rrset::Addrs { owner, ttl, addrs };
+        let hash = rrset_hash(self.keyset, slot, &set);
+        let wire = CACHE
+            .get(hash, self.keyset, slot, &set, |e| e.wire.clone())
+            .filter(|w| !w.is_empty())?;
+        self.counters.hits.inc();
+        Some(wire)
     }
 
     /// The chain's NSEC record owned by `name`, if `name` holds data.

@@ -187,3 +187,67 @@ fn the_compact_budget_allows_a_fixed_number_a_second() {
     s.rrsigs(&[&cached], now + 1).unwrap();
     assert!(s.rrsigs_within_budget(&cached, now + 1).is_some());
 }
+
+/// The fast path's lookup by addresses finds exactly the entry the ordinary path's
+/// records made (any order, any case of the owner), only after it was made, and hands
+/// back hickory's own encoding of every RRSIG after its owner name.
+#[test]
+fn a_gslb_answer_is_found_by_its_addresses_with_the_rrsigs_in_wire_form() {
+    let s = signer(&[material(13), material(15)], Denial::Nsec);
+    let now = 1_800_000_000;
+    let owner = name("www.sign.test.");
+    let addrs: [IpAddr; 2] = ["192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap()];
+    assert!(
+        s.cached_address_rrsigs(&owner, 30, &addrs, now).is_none(),
+        "found before anything was signed"
+    );
+    assert_eq!(
+        (s.counters.hits.get(), s.counters.misses.get()),
+        (0, 0),
+        "a fast-path miss is the ordinary path's to count"
+    );
+    let sigs = s
+        .rrsigs(
+            &[&a("WwW.Sign.Test.", 2, 30), &a("www.sign.test.", 1, 30)],
+            now,
+        )
+        .unwrap();
+    let wire = s
+        .cached_address_rrsigs(&name("WWW.SIGN.TEST."), 30, &addrs, now)
+        .expect("the ordinary path's entry");
+    assert_eq!(s.counters.hits.get(), 1);
+    let mut want = Vec::new();
+    for sig in sigs.iter() {
+        let mut one = Vec::new();
+        sig.emit(&mut BinEncoder::new(&mut one)).unwrap();
+        let owner_len = "www.sign.test.".len() + 1;
+        assert_eq!(&one[..owner_len], b"\x03www\x04sign\x04test\x00");
+        want.extend_from_slice(&one[owner_len..]);
+    }
+    assert_eq!(&wire[..], &want[..]);
+    assert_eq!(sigs.len(), 2);
+    // Another order of the addresses: the same RRset.
+    let swapped = [addrs[1], addrs[0]];
+    assert!(s.cached_address_rrsigs(&owner, 30, &swapped, now).is_some());
+    // Anything else signed is another RRset: TTL, addresses, owner, window, family.
+    let v6: [IpAddr; 1] = ["2001:db8::1".parse().unwrap()];
+    for (what, miss) in [
+        ("ttl", s.cached_address_rrsigs(&owner, 31, &addrs, now)),
+        (
+            "subset",
+            s.cached_address_rrsigs(&owner, 30, &addrs[..1], now),
+        ),
+        (
+            "owner",
+            s.cached_address_rrsigs(&name("z.sign.test."), 30, &addrs, now),
+        ),
+        (
+            "window",
+            s.cached_address_rrsigs(&owner, 30, &addrs, now + WEEK),
+        ),
+        ("family", s.cached_address_rrsigs(&owner, 30, &v6, now)),
+        ("empty", s.cached_address_rrsigs(&owner, 30, &[], now)),
+    ] {
+        assert!(miss.is_none(), "{what}: found");
+    }
+}

@@ -15,7 +15,7 @@ use geode::metrics::Metrics;
 use geode::model::Probed;
 use geode::route::RouteMemo;
 use geode::snapshot::Snapshot;
-use hickory_net::proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_net::proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_net::proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_net::proto::rr::{Name, RecordType};
 
@@ -414,12 +414,14 @@ fn dnssec_ok(pkt: &[u8]) -> bool {
         .unwrap_or(false)
 }
 
-/// With `gslb.example.` signed, the fast path leaves every DO query for it to the
-/// ordinary path (which signs) and still answers everything else byte for byte like the
-/// ordinary path; the ordinary path's DO answers carry RRSIGs and echo DO, and its
-/// answers without DO are what the unsigned zone gives.
+/// With `gslb.example.` signed, the fast path answers DO queries for its GSLB names that
+/// route to addresses (RRSIGs from the signature cache) or SERVFAIL, byte for byte like
+/// the ordinary path, and leaves every other DO query of the zone (denials with NSEC,
+/// static names, ANY, CNAME...) to it; everything without DO stays identical too. The
+/// ordinary path's DO answers carry RRSIGs and echo DO, and its answers without DO are
+/// what the unsigned zone gives.
 #[test]
-fn signed_zone_do_queries_take_the_ordinary_path_and_the_rest_stay_identical() {
+fn signed_zone_do_answers_of_the_fast_path_are_the_ordinary_paths_and_the_rest_falls_back() {
     let _serial = serial();
     let (shared, metrics) = snapshot_of(&signed_config());
     let (plain_shared, plain_metrics) = snapshot();
@@ -430,6 +432,7 @@ fn signed_zone_do_queries_take_the_ordinary_path_and_the_rest_stay_identical() {
     let mut memo = RouteMemo::default();
     let (mut fast_out, mut slow_out, mut plain_out) = (Vec::new(), Vec::new(), Vec::new());
     let (mut fast, mut signed, mut unsigned_same) = (0, 0, 0);
+    let (mut fast_signed, mut fast_servfail, mut do_fallback) = (0, 0, 0);
     for (i, pkt) in corpus().iter().enumerate() {
         let src: SocketAddr = "127.0.0.1:5353".parse().unwrap();
         let in_signed_zone = Message::from_vec(pkt).ok().is_some_and(|m| {
@@ -441,11 +444,33 @@ fn signed_zone_do_queries_take_the_ordinary_path_and_the_rest_stay_identical() {
         let slow = handler.ordinary_udp(&snap, pkt, src, &mut slow_out);
         if let Fast::Reply(_) = said {
             fast += 1;
-            assert!(
-                !(dnssec_ok(pkt) && in_signed_zone),
-                "packet {i}: the fast path answered a DO query of a signed zone"
-            );
             assert_eq!(fast_out, slow_out, "packet {i}: fast and ordinary differ");
+            if dnssec_ok(pkt) && in_signed_zone {
+                // Only addresses with their RRSIGs, or SERVFAIL: never a denial.
+                let m = Message::from_vec(&fast_out).unwrap();
+                assert!(m.authorities.is_empty(), "packet {i}: fast denial: {m}");
+                assert!(
+                    m.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok),
+                    "packet {i}: DO not echoed"
+                );
+                if m.metadata.response_code == ResponseCode::ServFail {
+                    fast_servfail += 1;
+                } else if !m.metadata.truncation {
+                    let types: Vec<RecordType> =
+                        m.answers.iter().map(|r| r.record_type()).collect();
+                    assert!(
+                        types.contains(&RecordType::RRSIG)
+                            && types.iter().all(|t| matches!(
+                                t,
+                                RecordType::A | RecordType::AAAA | RecordType::RRSIG
+                            )),
+                        "packet {i}: fast DO answer: {m}"
+                    );
+                    fast_signed += 1;
+                }
+            }
+        } else if dnssec_ok(pkt) && in_signed_zone {
+            do_fallback += 1;
         }
         if !slow {
             continue;
@@ -498,9 +523,119 @@ fn signed_zone_do_queries_take_the_ordinary_path_and_the_rest_stay_identical() {
     assert!(signed > 400, "only {signed} signed answers checked");
     assert!(fast > 500, "fast path answered only {fast}");
     assert!(
+        fast_signed > 150 && fast_servfail > 5 && do_fallback > 150,
+        "fast-path DO answers {fast_signed}, SERVFAIL {fast_servfail}, fallbacks {do_fallback}"
+    );
+    eprintln!("DO: fast {fast_signed} signed, {fast_servfail} SERVFAIL; {do_fallback} fell back");
+    assert!(
         unsigned_same > 1000,
         "only {unsigned_same} unsigned answers compared"
     );
+}
+
+/// DO queries of a signed zone one by one: a GSLB name routed to addresses is the fast
+/// path's (its RRSIGs after the addresses, DO echoed, AD clear even when the query set
+/// it) and so is SERVFAIL; every reply that needs a proof or other records (NXDOMAIN,
+/// NODATA at a GSLB name or for another type, static names, DNSKEY, CNAME, ANY, an empty
+/// non-terminal) falls back; an answer too long for the payload is truncated as the
+/// ordinary path truncates it. Wherever the fast path answers, its bytes are the
+/// ordinary path's.
+#[test]
+fn signed_do_queries_fall_back_unless_addresses_or_servfail_and_truncate_alike() {
+    let _serial = serial();
+    let many: String = (1..=16)
+        .map(|i| format!("{{ address = \"2001:db8::1:{i:x}\" }}, "))
+        .collect();
+    let text = format!(
+        "{}\n[regions.many]\nlocation = {{ lat = 51.5, lon = -0.1 }}\nendpoints = [{many}]\n\
+         [services.\"many.gslb.example.\"]\nregions = [\"many\", \"us\"]\nmax_answers = 16\n",
+        signed_config()
+    );
+    let (shared, metrics) = snapshot_of(&text);
+    let handler = Handler::new(shared.clone(), metrics.clone());
+    let snap = shared.load();
+    let mut memo = RouteMemo::default();
+    let (mut fast_out, mut slow_out) = (Vec::new(), Vec::new());
+    let src: SocketAddr = "127.0.0.1:5353".parse().unwrap();
+    let mut ask = |i: usize, name: &str, t: RecordType, payload: u16, ad: bool| {
+        let mut msg = Message::query();
+        msg.metadata.id = i as u16;
+        msg.metadata.authentic_data = ad;
+        msg.add_query(Query::query(Name::from_str(name).unwrap(), t));
+        let mut e = Edns::new();
+        e.set_max_payload(payload).set_dnssec_ok(true);
+        msg.set_edns(e);
+        let pkt = msg.to_vec().unwrap();
+        let said = fast::answer(&snap, &metrics, &mut memo, &pkt, src.ip(), &mut fast_out);
+        assert!(handler.ordinary_udp(&snap, &pkt, src, &mut slow_out));
+        if matches!(said, Fast::Reply(_)) {
+            assert_eq!(fast_out, slow_out, "{name} {t} {payload} differs");
+        }
+        (
+            matches!(said, Fast::Reply(_)),
+            Message::from_vec(&slow_out).unwrap(),
+        )
+    };
+    let mut i = 0;
+    for (name, t) in [
+        ("nope.gslb.example.", RecordType::A),  // NXDOMAIN: NSEC proof
+        ("nd.gslb.example.", RecordType::A),    // all down, NODATA: NSEC
+        ("www.gslb.example.", RecordType::TXT), // NODATA at a GSLB name
+        ("ns1.gslb.example.", RecordType::A),   // static
+        ("gslb.example.", RecordType::DNSKEY),  // apex DNSKEY
+        ("gslb.example.", RecordType::SOA),     // static apex
+        ("alias.gslb.example.", RecordType::A), // CNAME chain
+        ("www.gslb.example.", RecordType::ANY), // ANY
+        ("b.gslb.example.", RecordType::A),     // empty non-terminal
+        ("many.gslb.example.", RecordType::MX), // NODATA, another type
+    ] {
+        i += 1;
+        let (fast, reply) = ask(i, name, t, 1232, false);
+        assert!(!fast, "{name} {t}: answered by the fast path: {reply}");
+    }
+    let (mut answered, mut truncated) = (0, 0);
+    for (name, t) in [
+        ("www.gslb.example.", RecordType::A),
+        ("WwW.gslb.EXAMPLE.", RecordType::A),
+        ("www.gslb.example.", RecordType::AAAA),
+        ("w.gslb.example.", RecordType::A),
+        ("many.gslb.example.", RecordType::AAAA),
+        ("sf.gslb.example.", RecordType::A),
+    ] {
+        for payload in [512u16, 560, 1232, 4096] {
+            for ad in [false, true] {
+                i += 1;
+                let (fast, reply) = ask(i, name, t, payload, ad);
+                assert!(fast, "{name} {t} {payload}: fell back");
+                answered += 1;
+                assert!(!reply.metadata.authentic_data, "{name}: AD set");
+                assert!(reply.edns.as_ref().unwrap().flags().dnssec_ok);
+                if reply.metadata.truncation {
+                    truncated += 1;
+                    assert!(reply.answers.is_empty() && reply.additionals.is_empty());
+                } else if reply.metadata.response_code == ResponseCode::NoError {
+                    let sigs = reply
+                        .answers
+                        .iter()
+                        .filter(|r| r.record_type() == RecordType::RRSIG)
+                        .count();
+                    assert_eq!(sigs, 1, "{name} {t}: {reply}");
+                    assert_eq!(
+                        reply.answers.len(),
+                        sigs + reply
+                            .answers
+                            .iter()
+                            .filter(|r| r.record_type() == t)
+                            .count()
+                    );
+                } else {
+                    assert_eq!(reply.metadata.response_code, ResponseCode::ServFail);
+                }
+            }
+        }
+    }
+    // 16 AAAA and their RRSIG are more than 560 bytes and less than 1232.
+    assert_eq!(truncated, 4, "truncated replies of {answered}");
 }
 
 const SOURCES: [&str; 3] = ["81.2.69.160:5353", "127.0.0.1:5353", "[2001:db8::5]:53"];
