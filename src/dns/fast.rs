@@ -154,7 +154,7 @@ pub struct FastIndex {
     names: HashMap<Box<[u8]>, Kind, BuildHasherDefault<Fx>>,
     zones: Vec<FastZone>,
     /// Each GSLB name as the signature cache keys its RRsets (case is ignored there).
-    owners: Vec<Name>,
+    owners: Vec<crate::dnssec::OwnerKey>,
 }
 
 /// Uncompressed wire form of a name, case kept.
@@ -209,7 +209,8 @@ impl FastIndex {
             for (name, node) in &cz.nodes {
                 let kind = match node.service {
                     Some(sid) if node.rrsets.is_empty() => {
-                        idx.owners.push(Name::from(name));
+                        idx.owners
+                            .push(crate::dnssec::OwnerKey::new(&Name::from(name)));
                         Kind::Service(sid, (idx.owners.len() - 1) as u32)
                     }
                     _ => Kind::Other,

@@ -45,7 +45,6 @@ use std::sync::{Arc, LazyLock, Mutex};
 
 use hickory_proto::dnssec::TBS;
 use hickory_proto::dnssec::rdata::{DNSSECRData, NSEC, RRSIG, SigInput};
-use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, SerialNumber};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use prometheus::IntCounter;
@@ -178,12 +177,53 @@ struct Entry {
     rtype: RecordType,
     /// Compared case-insensitively (hickory's `Name` equality), as signing lower-cases it.
     owner: Name,
+    /// `owner` in lower-case wire form, compared with an [`OwnerKey`]'s.
+    owner_wire: Box<[u8]>,
     /// The RDATA, any order: an RRset is a set (RFC 2181 5).
     rdatas: Box<[RData]>,
     sigs: Arc<[Record]>,
     /// `sigs` in wire form after each owner name (see the module docs); empty if hickory
     /// could not encode them, which the fast path takes as a miss.
     wire: Arc<[u8]>,
+}
+
+/// A GSLB name as the signature cache keys its RRsets, made once per snapshot so that the
+/// fast path neither hashes nor compares a [`Name`] per query.
+#[derive(Debug, Clone)]
+pub struct OwnerKey {
+    /// [`name_hash`] of the name.
+    hash: u64,
+    /// The name in lower-case uncompressed wire form.
+    wire: Box<[u8]>,
+}
+
+impl OwnerKey {
+    /// The key of `name` (any case).
+    pub fn new(name: &Name) -> OwnerKey {
+        OwnerKey {
+            hash: name_hash(name),
+            wire: lower_wire(name),
+        }
+    }
+}
+
+/// Case-insensitive hash of a name (hickory's `Name` hash is).
+fn name_hash(name: &Name) -> u64 {
+    use std::hash::Hash;
+    let mut h = Fx::default();
+    name.hash(&mut h);
+    h.finish()
+}
+
+/// Lower-case uncompressed wire form of a name.
+fn lower_wire(name: &Name) -> Box<[u8]> {
+    let mut out = Vec::with_capacity(name.len() + 1);
+    for label in name.iter() {
+        out.push(label.len() as u8);
+        out.extend(label.iter().map(u8::to_ascii_lowercase));
+    }
+    out.push(0);
+    out.into_boxed_slice()
 }
 
 /// An RRset as the cache sees it: non-empty, one owner, type and TTL.
@@ -193,27 +233,46 @@ enum Rrset<'a> {
     Records(&'a [&'a Record]),
     /// A GSLB answer of the fast path: A (all IPv4) or AAAA (all IPv6) records.
     Addrs {
-        owner: &'a Name,
+        owner: &'a OwnerKey,
         ttl: u32,
         addrs: &'a [IpAddr],
     },
 }
 
-/// The RDATA the ordinary path makes for an answer address (`dns::Handler::answer`).
-fn addr_rdata(a: IpAddr) -> RData {
+/// The hash of one RDATA; A and AAAA by their address alone, so that the fast path's
+/// addresses hash alike without an `RData` made for them.
+fn rdata_hash(d: &RData) -> u64 {
+    match d {
+        RData::A(a) => addr_hash(IpAddr::V4(a.0)),
+        RData::AAAA(a) => addr_hash(IpAddr::V6(a.0)),
+        other => {
+            use std::hash::Hash;
+            let mut h = Fx::default();
+            other.hash(&mut h);
+            crate::route::mix(h.finish())
+        }
+    }
+}
+
+fn addr_hash(a: IpAddr) -> u64 {
+    let mut h = Fx::default();
     match a {
-        IpAddr::V4(v4) => RData::A(A(v4)),
-        IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
+        IpAddr::V4(v4) => h.write_u32(u32::from(v4)),
+        IpAddr::V6(v6) => h.write_u128(u128::from(v6)),
+    }
+    crate::route::mix(h.finish())
+}
+
+/// True when `d` is the A or AAAA record of `a`.
+fn is_addr(d: &RData, a: IpAddr) -> bool {
+    match (d, a) {
+        (RData::A(x), IpAddr::V4(v4)) => x.0 == v4,
+        (RData::AAAA(x), IpAddr::V6(v6)) => x.0 == v6,
+        _ => false,
     }
 }
 
 impl Rrset<'_> {
-    fn owner(&self) -> &Name {
-        match self {
-            Rrset::Records(r) => &r[0].name,
-            Rrset::Addrs { owner, .. } => owner,
-        }
-    }
     fn ttl(&self) -> u32 {
         match self {
             Rrset::Records(r) => r[0].ttl,
@@ -235,24 +294,44 @@ impl Rrset<'_> {
             Rrset::Addrs { addrs, .. } => addrs.len(),
         }
     }
-    /// True when `f` holds for every RDATA (made on the stack for addresses).
-    fn all(&self, mut f: impl FnMut(&RData) -> bool) -> bool {
+    fn owner_hash(&self) -> u64 {
         match self {
-            Rrset::Records(r) => r.iter().all(|r| f(&r.data)),
-            Rrset::Addrs { addrs, .. } => addrs.iter().all(|a| f(&addr_rdata(*a))),
+            Rrset::Records(r) => name_hash(&r[0].name),
+            Rrset::Addrs { owner, .. } => owner.hash,
+        }
+    }
+    /// The sum of the RDATA hashes: the same for any order.
+    fn rdata_sum(&self) -> u64 {
+        match self {
+            Rrset::Records(r) => r
+                .iter()
+                .fold(0u64, |s, r| s.wrapping_add(rdata_hash(&r.data))),
+            Rrset::Addrs { addrs, .. } => addrs
+                .iter()
+                .fold(0u64, |s, a| s.wrapping_add(addr_hash(*a))),
         }
     }
 }
 
 impl Entry {
     fn covers(&self, keyset: u64, slot: u64, set: &Rrset<'_>) -> bool {
+        let same_data = match set {
+            Rrset::Records(r) => {
+                self.owner == r[0].name && r.iter().all(|r| self.rdatas.contains(&r.data))
+            }
+            Rrset::Addrs { owner, addrs, .. } => {
+                self.owner_wire == owner.wire
+                    && addrs
+                        .iter()
+                        .all(|a| self.rdatas.iter().any(|d| is_addr(d, *a)))
+            }
+        };
         self.keyset == keyset
             && self.slot == slot
             && self.ttl == set.ttl()
             && self.rtype == set.rtype()
-            && self.owner == *set.owner()
             && self.rdatas.len() == set.len()
-            && set.all(|d| self.rdatas.contains(d))
+            && same_data
     }
 }
 
@@ -309,23 +388,18 @@ static CACHE: LazyLock<SigCache> = LazyLock::new(|| SigCache {
 
 /// The cache key of an RRset: key set, slot, TTL, type, owner (case-insensitively) and
 /// the RDATA in any order (hashed one by one and summed). Hashing walks the decoded
-/// records; encoding them canonically to build a byte key cost 6% of a DO answer.
+/// records; encoding them canonically to build a byte key cost 6% of a DO answer. The
+/// fast path's lookup hashes a precomputed [`OwnerKey`] and the addresses: hickory's
+/// `Name` hash and comparison were 70% of the instructions a signed fast-path answer
+/// added (callgrind, benches/qpath.rs).
 fn rrset_hash(keyset: u64, slot: u64, set: &Rrset<'_>) -> u64 {
-    use std::hash::Hash;
     let mut h = Fx::default();
     h.write_u64(keyset);
     h.write_u64(slot);
     h.write_u32(set.ttl());
     h.write_u16(u16::from(set.rtype()));
-    set.owner().hash(&mut h);
-    let mut sum = 0u64;
-    set.all(|d| {
-        let mut rh = Fx::default();
-        d.hash(&mut rh);
-        sum = sum.wrapping_add(crate::route::mix(rh.finish()));
-        true
-    });
-    h.write_u64(sum);
+    h.write_u64(set.owner_hash());
+    h.write_u64(set.rdata_sum());
     crate::route::mix(h.finish())
 }
 
@@ -553,6 +627,7 @@ impl ZoneSigner {
                 slot,
                 ttl: first.ttl,
                 rtype,
+                owner_wire: lower_wire(&owner),
                 owner,
                 rdatas: rdatas.into_boxed_slice(),
                 wire: sigs_wire(&sigs),
@@ -570,7 +645,7 @@ impl ZoneSigner {
     /// count; the caller copies the bytes after.
     pub fn cached_address_rrsigs(
         &self,
-        owner: &Name,
+        owner: &OwnerKey,
         ttl: u32,
         addrs: &[IpAddr],
         now: u64,

@@ -195,7 +195,7 @@ fn the_compact_budget_allows_a_fixed_number_a_second() {
 fn a_gslb_answer_is_found_by_its_addresses_with_the_rrsigs_in_wire_form() {
     let s = signer(&[material(13), material(15)], Denial::Nsec);
     let now = 1_800_000_000;
-    let owner = name("www.sign.test.");
+    let owner = OwnerKey::new(&name("www.sign.test."));
     let addrs: [IpAddr; 2] = ["192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap()];
     assert!(
         s.cached_address_rrsigs(&owner, 30, &addrs, now).is_none(),
@@ -213,7 +213,7 @@ fn a_gslb_answer_is_found_by_its_addresses_with_the_rrsigs_in_wire_form() {
         )
         .unwrap();
     let wire = s
-        .cached_address_rrsigs(&name("WWW.SIGN.TEST."), 30, &addrs, now)
+        .cached_address_rrsigs(&OwnerKey::new(&name("WWW.SIGN.TEST.")), 30, &addrs, now)
         .expect("the ordinary path's entry");
     assert_eq!(s.counters.hits.get(), 1);
     let mut want = Vec::new();
@@ -239,7 +239,7 @@ fn a_gslb_answer_is_found_by_its_addresses_with_the_rrsigs_in_wire_form() {
         ),
         (
             "owner",
-            s.cached_address_rrsigs(&name("z.sign.test."), 30, &addrs, now),
+            s.cached_address_rrsigs(&OwnerKey::new(&name("z.sign.test.")), 30, &addrs, now),
         ),
         (
             "window",
