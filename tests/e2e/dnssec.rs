@@ -8,36 +8,16 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 
 use crate::assert_eventually;
 use crate::harness::{Geode, repo};
+use crate::tools::{start_unbound, which};
 
 /// The vendored key every test starts with, and the one the reload test adds.
 const KEY_A: &str = "Kgslb.example.+013+43822";
 const KEY_B: &str = "Kgslb.example.+013+04232";
-
-fn which(bin: &str) -> String {
-    let out = Command::new("sh")
-        .args(["-c", &format!("command -v {bin}")])
-        .output()
-        .unwrap();
-    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert!(
-        !path.is_empty(),
-        "{bin} is not installed: run .ci/run (it installs it with apt-get)"
-    );
-    path
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A signed zone: GSLB name `www` over three regions of the demo database (eu-west's
 /// endpoint probed over TCP at `probe`), static names, a CNAME into the GSLB name and an
@@ -148,68 +128,6 @@ fn delv_anchor(dir: &Path, key: &str) -> std::path::PathBuf {
     path
 }
 
-struct Daemon(std::process::Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// unbound validating with a trust anchor for the zone, subnetcache sending ECS, and a
-/// stub zone pointing at geode.
-fn start_unbound(dir: &Path, geode: SocketAddr, anchor_key: &str) -> (Daemon, SocketAddr) {
-    let unbound = which("unbound");
-    let port = free_port();
-    let conf = dir.join("unbound.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            r#"server:
-    interface: 127.0.0.1
-    port: {port}
-    do-daemonize: no
-    use-syslog: no
-    logfile: ""
-    username: ""
-    chroot: ""
-    directory: "{dir}"
-    pidfile: ""
-    verbosity: 1
-    val-log-level: 2
-    do-ip6: no
-    access-control: 127.0.0.0/8 allow
-    do-not-query-localhost: no
-    module-config: "subnetcache validator iterator"
-    send-client-subnet: 127.0.0.0/8
-    max-client-subnet-ipv4: 24
-    qname-minimisation: no
-    harden-referral-path: no
-    target-fetch-policy: "0 0 0 0 0"
-    trust-anchor: "gslb.example. DNSKEY {anchor}"
-stub-zone:
-    name: "gslb.example."
-    stub-addr: 127.0.0.1@{geode}
-"#,
-            dir = dir.display(),
-            geode = geode.port(),
-            anchor = dnskey(anchor_key),
-        ),
-    )
-    .unwrap();
-    let d = Daemon(
-        Command::new(unbound)
-            .args(["-d", "-c"])
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start unbound"),
-    );
-    (d, format!("127.0.0.1:{port}").parse().unwrap())
-}
-
 fn dig(server: SocketAddr, args: &[&str]) -> String {
     let out = Command::new("dig")
         .arg(format!("@{}", server.ip()))
@@ -304,7 +222,7 @@ async fn dnssec_unbound_and_delv_validate_gslb_static_and_negative_answers() {
     let probe = backend.local_addr().unwrap();
     let (dir, path) = setup(&config(&[KEY_A], "nsec", probe, ""));
     let g = Geode::start_at(dir.clone(), &path, &[]);
-    let (_unbound, resolver) = start_unbound(dir.path(), g.udp, KEY_A);
+    let (_unbound, resolver) = start_unbound(dir.path(), g.udp.port(), Some(&dnskey(KEY_A)));
     assert_eventually!(
         10,
         status_flags(&dig(resolver, &["+dnssec", "static.gslb.example"]))
@@ -513,7 +431,7 @@ async fn dnssec_compact_denial_validates() {
     delv_validates(g.udp, &anchor, "nope.gslb.example", "A");
     delv_validates(g.udp, &anchor, "static.gslb.example", "TXT");
     delv_validates(g.udp, &anchor, "www.gslb.example", "A");
-    let (_unbound, resolver) = start_unbound(dir.path(), g.udp, KEY_A);
+    let (_unbound, resolver) = start_unbound(dir.path(), g.udp.port(), Some(&dnskey(KEY_A)));
     assert_eventually!(
         10,
         status_flags(&dig(resolver, &["+dnssec", "static.gslb.example"]))

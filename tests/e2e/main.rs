@@ -17,3 +17,4 @@ mod realworld;
 mod reload;
 mod routing;
 mod smoke;
+mod tools;

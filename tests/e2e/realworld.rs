@@ -2,12 +2,13 @@
 //! caching per scope), Prometheus behind (scraping /metrics). Both are started by the
 //! test on loopback; `.ci/run` installs them. A missing binary fails the test.
 
-use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::assert_eventually;
 use crate::harness::{Geode, repo};
+use crate::tools::{Daemon, free_port, start_unbound, which};
 
 /// Regions around the demo database's networks, endpoints without checks (always up).
 fn config() -> String {
@@ -40,36 +41,6 @@ regions = ["us-east", "eu-west", "ap-south"]
     )
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn which(bin: &str) -> String {
-    let out = Command::new("sh")
-        .args(["-c", &format!("command -v {bin}")])
-        .output()
-        .unwrap();
-    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert!(
-        !path.is_empty(),
-        "{bin} is not installed: run .ci/run (it installs it with apt-get)"
-    );
-    path
-}
-
 fn dig(server: SocketAddr, args: &[&str]) -> String {
     let out = Command::new("dig")
         .arg(format!("@{}", server.ip()))
@@ -95,54 +66,10 @@ fn udp_queries_seen(metrics: &str) -> u64 {
 /// served from unbound's cache without asking geode.
 #[tokio::test]
 async fn unbound_with_subnetcache_sends_ecs_and_caches_per_scope() {
-    let unbound = which("unbound");
     which("dig");
     let g = Geode::start(&config());
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let conf = dir.path().join("unbound.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            r#"server:
-    interface: 127.0.0.1
-    port: {port}
-    do-daemonize: no
-    use-syslog: no
-    logfile: ""
-    username: ""
-    chroot: ""
-    directory: "{dir}"
-    pidfile: ""
-    verbosity: 1
-    do-ip6: no
-    access-control: 127.0.0.0/8 allow
-    do-not-query-localhost: no
-    module-config: "subnetcache iterator"
-    send-client-subnet: 127.0.0.1
-    max-client-subnet-ipv4: 24
-    qname-minimisation: no
-    harden-referral-path: no
-    target-fetch-policy: "0 0 0 0 0"
-stub-zone:
-    name: "gslb.example."
-    stub-addr: 127.0.0.1@{geode}
-"#,
-            dir = dir.path().display(),
-            geode = g.udp.port()
-        ),
-    )
-    .unwrap();
-    let _unbound = Daemon(
-        Command::new(unbound)
-            .args(["-d", "-c"])
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start unbound"),
-    );
-    let resolver: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (_unbound, resolver) = start_unbound(dir.path(), g.udp.port(), None);
     // Wait until unbound answers at all.
     assert_eventually!(
         10,
