@@ -132,6 +132,28 @@ impl ServerSettings {
     }
 }
 
+#[cfg(test)]
+impl ServerSettings {
+    /// Settings for unit tests that bind nothing: no listeners, no GeoIP, no answer cache.
+    pub(crate) fn for_tests() -> ServerSettings {
+        ServerSettings {
+            start: StartSettings {
+                dns_listen: vec![],
+                http_listen: None,
+                udp_sockets: 1,
+                tcp_max_connections: 16,
+                tcp_idle_timeout: Duration::from_secs(10),
+            },
+            live: LiveSettings {
+                geoip_db: None,
+                max_udp_payload: 1232,
+                answer_cache_bytes: 0,
+                reload_settle: Duration::from_millis(500),
+            },
+        }
+    }
+}
+
 /// A DNS name in presentation form, lower case, with the trailing dot: `www.gslb.example.`.
 pub type DomainName = String;
 

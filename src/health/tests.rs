@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use super::probe::tests::{Reply, closed_port, hanging_backend, http_backend, http_check, reply};
 use super::*;
-use crate::model::{
-    Check, CheckKind, Endpoint, KeyedTable, LiveSettings, Region, ServerSettings, StartSettings,
-};
+use crate::model::{Check, CheckKind, Endpoint, KeyedTable, Region, ServerSettings};
 
 struct Ep {
     address: &'static str,
@@ -27,21 +25,7 @@ fn ep(address: &'static str, probe: SocketAddr) -> Ep {
 
 fn model(check: Check, regions: Vec<(&str, u32, Vec<Ep>)>) -> Model {
     Model {
-        server: ServerSettings {
-            start: StartSettings {
-                dns_listen: vec![],
-                http_listen: None,
-                tcp_idle_timeout: Duration::from_secs(10),
-                tcp_max_connections: 16,
-                udp_sockets: 1,
-            },
-            live: LiveSettings {
-                geoip_db: None,
-                max_udp_payload: 1232,
-                answer_cache_bytes: 0,
-                reload_settle: Duration::from_millis(500),
-            },
-        },
+        server: ServerSettings::for_tests(),
         zones: vec![],
         checks: vec![check],
         regions: regions

@@ -5,7 +5,6 @@
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
-use std::time::Duration;
 
 use ipnet::IpNet;
 
@@ -15,8 +14,7 @@ use super::*;
 use crate::config::parse_client_key;
 use crate::model::{
     AddrList, AllDown, ClientKey, ClientSource, Coordinates, HealthCell, KeyedTable, LatencyRow,
-    LiveSettings, LocatedBy, Outcome, Policy, Region, RegionId, ServerSettings, Service,
-    StartSettings,
+    LocatedBy, Outcome, Policy, Region, RegionId, ServerSettings, Service,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -295,21 +293,7 @@ impl World {
         operator_networks.dedup();
         Built {
             model: Model {
-                server: ServerSettings {
-                    start: StartSettings {
-                        dns_listen: vec![],
-                        http_listen: None,
-                        tcp_idle_timeout: Duration::from_secs(10),
-                        tcp_max_connections: 16,
-                        udp_sockets: 1,
-                    },
-                    live: LiveSettings {
-                        geoip_db: None,
-                        max_udp_payload: 1232,
-                        answer_cache_bytes: 0,
-                        reload_settle: Duration::from_millis(500),
-                    },
-                },
+                server: ServerSettings::for_tests(),
                 zones: vec![],
                 checks: vec![],
                 regions,
