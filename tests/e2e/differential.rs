@@ -533,6 +533,18 @@ fn signed_zone_do_answers_of_the_fast_path_are_the_ordinary_paths_and_the_rest_f
     );
 }
 
+/// `base` plus a region of 16 IPv6 addresses and a service `many.gslb.example.` over it
+/// and `us`: answers too long for small payloads, to compare truncation.
+fn with_sixteen_addresses(base: &str) -> String {
+    let many: String = (1..=16)
+        .map(|i| format!("{{ address = \"2001:db8::1:{i:x}\" }}, "))
+        .collect();
+    format!(
+        "{base}\n[regions.many]\nlocation = {{ lat = 51.5, lon = -0.1 }}\nendpoints = [{many}]\n\
+         [services.\"many.gslb.example.\"]\nregions = [\"many\", \"us\"]\nmax_answers = 16\n"
+    )
+}
+
 /// DO queries of a signed zone one by one: a GSLB name routed to addresses is the fast
 /// path's (its RRSIGs after the addresses, DO echoed, AD clear even when the query set
 /// it) and so is SERVFAIL; every reply that needs a proof or other records (NXDOMAIN,
@@ -543,14 +555,7 @@ fn signed_zone_do_answers_of_the_fast_path_are_the_ordinary_paths_and_the_rest_f
 #[test]
 fn signed_do_queries_fall_back_unless_addresses_or_servfail_and_truncate_alike() {
     let _serial = serial();
-    let many: String = (1..=16)
-        .map(|i| format!("{{ address = \"2001:db8::1:{i:x}\" }}, "))
-        .collect();
-    let text = format!(
-        "{}\n[regions.many]\nlocation = {{ lat = 51.5, lon = -0.1 }}\nendpoints = [{many}]\n\
-         [services.\"many.gslb.example.\"]\nregions = [\"many\", \"us\"]\nmax_answers = 16\n",
-        signed_config()
-    );
+    let text = with_sixteen_addresses(&signed_config());
     let (shared, metrics) = snapshot_of(&text);
     let handler = Handler::new(shared.clone(), metrics.clone());
     let snap = shared.load();
@@ -883,14 +888,7 @@ fn replies_from_the_cache_are_counted_as_if_answered_afresh() {
 #[test]
 fn fast_path_truncates_refuses_and_answers_any_like_the_ordinary_path() {
     let _serial = serial();
-    let many: String = (1..=16)
-        .map(|i| format!("{{ address = \"2001:db8::1:{i:x}\" }}, "))
-        .collect();
-    let text = format!(
-        "{}\n[regions.many]\nlocation = {{ lat = 51.5, lon = -0.1 }}\nendpoints = [{many}]\n\
-         [services.\"many.gslb.example.\"]\nregions = [\"many\", \"us\"]\nmax_answers = 16\n",
-        config()
-    );
+    let text = with_sixteen_addresses(&config());
     let (shared, metrics) = snapshot_of(&text);
     let handler = Handler::new(shared.clone(), metrics.clone());
     let snap = shared.load();
