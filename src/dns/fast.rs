@@ -297,12 +297,12 @@ impl<'o, 'n> Writer<'o, 'n> {
             .map(|(o, _)| *o)
     }
 
-    /// Writes a name given in wire form (labels, then 0), compressing as hickory does.
+    /// Writes a name given in wire form, compressing as hickory does. `wire` is exactly
+    /// one name, labels then the root label (the parsed question, or a name made by
+    /// `name_wire`), so the root label is its last byte and no walk is needed to find it.
     fn name(&mut self, wire: &'n [u8]) {
-        let mut end = 0;
-        while wire[end] != 0 {
-            end += 1 + usize::from(wire[end]);
-        }
+        let end = wire.len() - 1;
+        debug_assert_eq!(wire[end], 0, "a name in wire form ends with the root label");
         let base = self.out.len();
         let compress = self.names < COMPRESSED_NAME_LIMIT;
         if compress {
