@@ -356,6 +356,9 @@ struct Query<'p> {
     lname_len: usize,
     /// Original-case wire name.
     qname: &'p [u8],
+    /// The question as received: the name, QTYPE and QCLASS (IN, or this is no fast-path
+    /// query), which is also the response's question, byte for byte.
+    question: &'p [u8],
     qtype: u16,
     /// Response OPT payload when the query had OPT.
     opt_payload: Option<u16>,
@@ -392,6 +395,7 @@ fn parse<'p>(pkt: &'p [u8], cap: u16, lname: &mut [u8; 255]) -> Option<Query<'p>
     }
     let mut ln = 0;
     let mut at = 12;
+    let mut labels = 0;
     loop {
         let l = usize::from(*pkt.get(at)?);
         if l == 0 {
@@ -410,6 +414,12 @@ fn parse<'p>(pkt: &'p [u8], cap: u16, lname: &mut [u8; 255]) -> Option<Query<'p>
         }
         ln += 1 + l;
         at += 1 + l;
+        labels += 1;
+    }
+    // Each label suffix of the question name is a compression candidate: more than the
+    // encoder keeps is the ordinary path's (see `FAST_CANDIDATES`).
+    if labels > FAST_CANDIDATES {
+        return None;
     }
     let qname = &pkt[12..at];
     let qtype = u16_at(pkt, at)?;
@@ -427,6 +437,7 @@ fn parse<'p>(pkt: &'p [u8], cap: u16, lname: &mut [u8; 255]) -> Option<Query<'p>
     let mut q = Query {
         lname_len: ln,
         qname,
+        question: pkt.get(12..q_end)?,
         qtype,
         opt_payload: None,
         ecs: None,
@@ -493,6 +504,26 @@ fn sig_count(mut wire: &[u8]) -> usize {
     n
 }
 
+/// Per-loop working memory of [`answer_with`]: the lower-cased query name and the routing
+/// decision are written in place on every query, so keeping them across queries spares
+/// zeroing some 540 bytes a query. Nothing in it outlives a query: `parse` writes the
+/// name's bytes before they are read, and `RouteMemo::route_into` (through
+/// `route::decision::begin`) sets every field of the decision before it is read.
+#[derive(Debug)]
+pub struct Scratch {
+    lname: [u8; 255],
+    decided: Decision,
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch {
+            lname: [0; 255],
+            decided: Decision::default(),
+        }
+    }
+}
+
 /// Answers a query on the fast path, or says it is not one. `memo` is the calling
 /// loop's [`RouteMemo`]; any memo gives the same bytes, a long-lived one answers faster.
 pub fn answer(
@@ -503,8 +534,22 @@ pub fn answer(
     src: IpAddr,
     out: &mut Vec<u8>,
 ) -> Fast {
-    let mut lname = [0u8; 255];
-    let Some(q) = parse(pkt, snap.model.server.live.max_udp_payload, &mut lname) else {
+    answer_with(&mut Scratch::default(), snap, metrics, memo, pkt, src, out)
+}
+
+/// [`answer`] with the caller's [`Scratch`]: a receive loop keeps one, like its memo.
+/// Any scratch gives the same bytes.
+pub fn answer_with(
+    scratch: &mut Scratch,
+    snap: &Snapshot,
+    metrics: &Metrics,
+    memo: &mut RouteMemo,
+    pkt: &[u8],
+    src: IpAddr,
+    out: &mut Vec<u8>,
+) -> Fast {
+    let Scratch { lname, decided } = scratch;
+    let Some(q) = parse(pkt, snap.model.server.live.max_udp_payload, lname) else {
         return Fast::Fallback;
     };
     let lname = &lname[..q.lname_len];
@@ -512,8 +557,6 @@ pub fn answer(
     let mut lookup = GeoLookup::Skipped;
     let mut service = None;
     let mut per_source = false;
-    // Routed in place and then only borrowed: see `route_into`.
-    let mut decided = Decision::default();
     // (index in `FastIndex::owners`, zone index) of a GSLB name.
     let mut owner = None;
     let (zone, decision) = match snap.fast.names.get(lname) {
@@ -530,10 +573,11 @@ pub fn answer(
             // Loaded after the epoch (see `model::routing_changed`): a memo of an older
             // epoch never keeps a decision made with an older view.
             let admin = snap.admin.load();
-            memo.route_into(&snap.model, *sid, family, &loc, &Live(&admin), &mut decided);
+            // Routed in place (every field is set) and then only borrowed: see `route_into`.
+            memo.route_into(&snap.model, *sid, family, &loc, &Live(&admin), decided);
             let zi = snap.model.services[usize::from(*sid)].zone;
             owner = Some((*o, zi));
-            (&snap.fast.zones[zi], Some(&decided))
+            (&snap.fast.zones[zi], Some(&*decided))
         }
         Some(Kind::Other) => return Fast::Fallback,
         None => match snap.fast.zone_of(lname) {
@@ -583,109 +627,22 @@ pub fn answer(
         }) => (2, *scope),
         Some(d) => (0, d.scope),
     };
-    out.clear();
-    let mut w = Writer::new(out);
-    // Header: ID, QR AA, RD and CD echoed (RFC 1035 4.1.1; RFC 4035 3.2.2).
-    w.out.extend_from_slice(&pkt[..2]);
-    w.out.push(0x84 | (pkt[2] & 0x01));
-    w.out.push((pkt[3] & 0x10) | rcode);
-    let answers = match &decision {
-        Some(d) if d.outcome == Outcome::Answer => (d.addrs.len() + sig_count(rrsigs)) as u16,
-        _ => 0,
+    let body = Body {
+        rcode,
+        answer: decision
+            .filter(|d| d.outcome == Outcome::Answer)
+            .map(|d| (d.addrs.as_slice(), d.ttl)),
+        rrsigs,
+        negative: decision
+            .is_none_or(|d| d.outcome == Outcome::NoData)
+            .then_some(zone),
+        scope,
+        signed,
     };
-    let negative = decision
-        .as_ref()
-        .is_none_or(|d| d.outcome == Outcome::NoData);
-    w.u16(1);
-    w.u16(answers);
-    w.u16(u16::from(negative));
-    w.u16(u16::from(q.opt_payload.is_some()));
-    // The question name is written as any other name, so its suffixes are compression
-    // candidates and every answer owner becomes a pointer to it (hickory's `Query::emit`
-    // in `super::encode` does the same).
-    w.name(q.qname);
-    w.u16(q.qtype);
-    w.u16(rules::CLASS_IN);
-    let question_end = w.out.len();
-
-    if let Some(d) = decision.as_ref().filter(|d| d.outcome == Outcome::Answer) {
-        for a in d.addrs.as_slice() {
-            w.name(q.qname);
-            match a {
-                IpAddr::V4(v4) => {
-                    w.u16(1);
-                    w.u16(1);
-                    w.u32(d.ttl);
-                    w.u16(4);
-                    w.out.extend_from_slice(&v4.octets());
-                }
-                IpAddr::V6(v6) => {
-                    w.u16(28);
-                    w.u16(1);
-                    w.u32(d.ttl);
-                    w.u16(16);
-                    w.out.extend_from_slice(&v6.octets());
-                }
-            }
-        }
-        // Each RRSIG owned by the same spelling as the RRset (`signed::sign_sections`).
-        let mut rest = rrsigs;
-        while !rest.is_empty() {
-            let len = sig_len(rest);
-            w.name(q.qname);
-            w.out.extend_from_slice(&rest[..len]);
-            rest = &rest[len..];
-        }
-    }
-    if negative {
-        // RFC 2308 3: the zone's SOA in AUTHORITY, TTL = min(SOA TTL, MINIMUM).
-        w.name(&zone.owner);
-        w.u16(6);
-        w.u16(1);
-        w.u32(zone.negative_ttl);
-        let len_at = w.out.len();
-        w.u16(0);
-        w.name(&zone.mname);
-        w.name(&zone.rname);
-        w.u32(zone.serial);
-        w.u32(zone.refresh);
-        w.u32(zone.retry);
-        w.u32(zone.expire);
-        w.u32(zone.minimum);
-        let rdlen = (w.out.len() - len_at - 2) as u16;
-        w.out[len_at..len_at + 2].copy_from_slice(&rdlen.to_be_bytes());
-    }
-    let opt_at = w.out.len();
-    if let Some(payload) = q.opt_payload {
-        w.name(&[0]);
-        w.u16(41);
-        w.u16(payload);
-        // Extended RCODE 0, version 0, DO when this is a signed answer.
-        w.u32(if signed { 0x8000 } else { 0 });
-        match ecs {
-            Some((body, addr)) => {
-                w.u16(4 + body.len() as u16);
-                w.u16(8);
-                w.u16(body.len() as u16);
-                w.out.extend_from_slice(&body[..3]);
-                w.out.push(super::ecs::reply_scope(addr, body[2], scope));
-                w.out.extend_from_slice(&body[4..]);
-            }
-            None => w.u16(0),
-        }
-    }
-    if w.overflow {
-        // Too many names to compress here: the ordinary path does it as hickory does.
+    if !encode(pkt, &q, &body, ecs, out) {
         return Fast::Fallback;
     }
-    if out.len() > usize::from(rules::udp_limit(q.opt_payload)) {
-        // RFC 6891 7, as `super::encode` does: header, question, OPT, and TC.
-        out.copy_within(opt_at.., question_end);
-        out.truncate(out.len() - (opt_at - question_end));
-        out[2] |= 0x02;
-        out[6..10].fill(0);
-    }
-    let answer = match (service, &decision) {
+    let answer = match (service, decision) {
         (
             Some(sid),
             Some(Decision {
@@ -705,4 +662,425 @@ pub fn answer(
     };
     tally.count(snap, metrics);
     Fast::Reply(tally)
+}
+
+/// What a fast-path response holds besides its header and question.
+struct Body<'a> {
+    /// Header RCODE (NOERROR, SERVFAIL or NXDOMAIN).
+    rcode: u8,
+    /// The addresses and their TTL, when the outcome is an answer.
+    answer: Option<(&'a [IpAddr], u32)>,
+    /// The answer's RRSIGs in signature-cache wire form (empty if none).
+    rrsigs: &'a [u8],
+    /// NODATA or NXDOMAIN: the zone whose SOA goes in AUTHORITY.
+    negative: Option<&'a FastZone>,
+    /// ECS scope of the reply.
+    scope: u8,
+    /// DO is echoed in the OPT record.
+    signed: bool,
+}
+
+/// Writes the response to `q` into `out`, truncated as the ordinary path truncates;
+/// false when it must come from the ordinary path (more compression candidates than
+/// the general encoder keeps).
+///
+/// Two encoders give the same bytes. Without an AUTHORITY section every name after the
+/// question is an owner spelled exactly as the question name, and hickory's compression
+/// finds that whole name first among its candidates, at offset 12: each owner is the
+/// pointer C0 0C as long as hickory still compresses (fewer than
+/// [`COMPRESSED_NAME_LIMIT`] names written before it) and the name is not the root
+/// (which has no label to point at). `encode_answer` writes that case straight into a
+/// buffer sized once; everything else (negative answers with their SOA, hundreds of
+/// owners, the root) goes through the candidate-tracking [`Writer`]. The unit tests
+/// compare the two on every shape the first one takes.
+fn encode(
+    pkt: &[u8],
+    q: &Query<'_>,
+    b: &Body<'_>,
+    ecs: Option<(&[u8], IpAddr)>,
+    out: &mut Vec<u8>,
+) -> bool {
+    let owners = b.answer.map_or(0, |(a, _)| a.len()) + sig_count(b.rrsigs);
+    let (question_end, opt_at) =
+        if b.negative.is_none() && q.qname.len() > 1 && owners < COMPRESSED_NAME_LIMIT {
+            encode_answer(pkt, q, b, owners, ecs, out)
+        } else {
+            match encode_general(pkt, q, b, owners, ecs, out) {
+                Some(at) => at,
+                None => return false,
+            }
+        };
+    if out.len() > usize::from(rules::udp_limit(q.opt_payload)) {
+        // RFC 6891 7, as `super::encode` does: header, question, OPT, and TC.
+        out.copy_within(opt_at.., question_end);
+        out.truncate(out.len() - (opt_at - question_end));
+        out[2] |= 0x02;
+        out[6..10].fill(0);
+    }
+    true
+}
+
+/// The header: ID, QR AA, RD and CD echoed (RFC 1035 4.1.1; RFC 4035 3.2.2), one
+/// question, `answers`, an SOA when negative, the OPT when the query had one.
+fn header(pkt: &[u8], q: &Query<'_>, b: &Body<'_>, answers: usize) -> [u8; 12] {
+    let an = (answers as u16).to_be_bytes();
+    [
+        pkt[0],
+        pkt[1],
+        0x84 | (pkt[2] & 0x01),
+        (pkt[3] & 0x10) | b.rcode,
+        0,
+        1,
+        an[0],
+        an[1],
+        0,
+        u8::from(b.negative.is_some()),
+        0,
+        u8::from(q.opt_payload.is_some()),
+    ]
+}
+
+/// Writes the OPT record: extended RCODE 0, version 0, DO when this is a signed answer,
+/// and the ECS option answered with its scope.
+fn write_opt(out: &mut Vec<u8>, q: &Query<'_>, b: &Body<'_>, ecs: Option<(&[u8], IpAddr)>) {
+    let Some(payload) = q.opt_payload else {
+        return;
+    };
+    let p = payload.to_be_bytes();
+    let rdlen = ecs
+        .map_or(0, |(body, _)| 4 + body.len() as u16)
+        .to_be_bytes();
+    let dnssec = if b.signed { 0x80 } else { 0 };
+    out.extend_from_slice(&[0, 0, 41, p[0], p[1], 0, 0, dnssec, 0, rdlen[0], rdlen[1]]);
+    if let Some((body, addr)) = ecs {
+        // `ecs::check_option` let only a body of at least 4 bytes through.
+        let len = (body.len() as u16).to_be_bytes();
+        let scope = super::ecs::reply_scope(addr, body[2], b.scope);
+        out.extend_from_slice(&[0, 8, len[0], len[1], body[0], body[1], body[2], scope]);
+        out.extend_from_slice(&body[4..]);
+    }
+}
+
+/// Bytes of the OPT record `write_opt` writes.
+fn opt_len(q: &Query<'_>, ecs: Option<(&[u8], IpAddr)>) -> usize {
+    match (q.opt_payload, ecs) {
+        (None, _) => 0,
+        (Some(_), None) => 11,
+        (Some(_), Some((body, _))) => 15 + body.len(),
+    }
+}
+
+/// The pointer to the question name, at offset 12 (RFC 1035 4.1.4).
+const QUESTION_POINTER: [u8; 2] = [0xC0, 12];
+
+/// The response without AUTHORITY and with every owner the pointer to the question (see
+/// [`encode`] for when that holds). The buffer grows once, to a bound of the size, and
+/// each record goes in as one fixed-size piece. Returns (end of the question, start of
+/// the OPT record).
+fn encode_answer(
+    pkt: &[u8],
+    q: &Query<'_>,
+    b: &Body<'_>,
+    owners: usize,
+    ecs: Option<(&[u8], IpAddr)>,
+    out: &mut Vec<u8>,
+) -> (usize, usize) {
+    let (addrs, ttl) = b.answer.unwrap_or((&[], 0));
+    out.clear();
+    // 2 + 10 + 16 bytes an AAAA record, 2 + its bytes an RRSIG record.
+    out.reserve(
+        12 + q.question.len()
+            + 28 * addrs.len()
+            + 2 * (owners - addrs.len())
+            + b.rrsigs.len()
+            + opt_len(q, ecs),
+    );
+    out.extend_from_slice(&header(pkt, q, b, owners));
+    out.extend_from_slice(q.question);
+    let question_end = out.len();
+    let t = ttl.to_be_bytes();
+    for a in addrs {
+        match a {
+            IpAddr::V4(v4) => {
+                let o = v4.octets();
+                let [p0, p1] = QUESTION_POINTER;
+                out.extend_from_slice(&[
+                    p0, p1, 0, 1, 0, 1, t[0], t[1], t[2], t[3], 0, 4, o[0], o[1], o[2], o[3],
+                ]);
+            }
+            IpAddr::V6(v6) => {
+                let [p0, p1] = QUESTION_POINTER;
+                let mut rr = [
+                    p0, p1, 0, 28, 0, 1, t[0], t[1], t[2], t[3], 0, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                    0, 0, 0, 0, 0, 0, 0,
+                ];
+                rr[12..].copy_from_slice(&v6.octets());
+                out.extend_from_slice(&rr);
+            }
+        }
+    }
+    // Each RRSIG owned by the same spelling as the RRset (`signed::sign_sections`).
+    let mut rest = b.rrsigs;
+    while !rest.is_empty() {
+        let len = sig_len(rest);
+        out.extend_from_slice(&QUESTION_POINTER);
+        out.extend_from_slice(&rest[..len]);
+        rest = &rest[len..];
+    }
+    let opt_at = out.len();
+    write_opt(out, q, b, ecs);
+    (question_end, opt_at)
+}
+
+/// Any fast-path response, names written through the hickory-compatible [`Writer`].
+/// None when the names need more compression candidates than the writer keeps.
+fn encode_general<'n>(
+    pkt: &[u8],
+    q: &Query<'n>,
+    b: &Body<'n>,
+    owners: usize,
+    ecs: Option<(&[u8], IpAddr)>,
+    out: &mut Vec<u8>,
+) -> Option<(usize, usize)> {
+    out.clear();
+    let mut w = Writer::new(out);
+    w.out.extend_from_slice(&header(pkt, q, b, owners));
+    // The question name is written as any other name, so its suffixes are compression
+    // candidates and every answer owner becomes a pointer to it (hickory's `Query::emit`
+    // in `super::encode` does the same).
+    w.name(q.qname);
+    w.u16(q.qtype);
+    w.u16(rules::CLASS_IN);
+    let question_end = w.out.len();
+    if let Some((addrs, ttl)) = b.answer {
+        for a in addrs {
+            w.name(q.qname);
+            match a {
+                IpAddr::V4(v4) => {
+                    w.u16(1);
+                    w.u16(1);
+                    w.u32(ttl);
+                    w.u16(4);
+                    w.out.extend_from_slice(&v4.octets());
+                }
+                IpAddr::V6(v6) => {
+                    w.u16(28);
+                    w.u16(1);
+                    w.u32(ttl);
+                    w.u16(16);
+                    w.out.extend_from_slice(&v6.octets());
+                }
+            }
+        }
+        let mut rest = b.rrsigs;
+        while !rest.is_empty() {
+            let len = sig_len(rest);
+            w.name(q.qname);
+            w.out.extend_from_slice(&rest[..len]);
+            rest = &rest[len..];
+        }
+    }
+    if let Some(zone) = b.negative {
+        // RFC 2308 3: the zone's SOA in AUTHORITY, TTL = min(SOA TTL, MINIMUM).
+        w.name(&zone.owner);
+        w.u16(6);
+        w.u16(1);
+        w.u32(zone.negative_ttl);
+        let len_at = w.out.len();
+        w.u16(0);
+        w.name(&zone.mname);
+        w.name(&zone.rname);
+        w.u32(zone.serial);
+        w.u32(zone.refresh);
+        w.u32(zone.retry);
+        w.u32(zone.expire);
+        w.u32(zone.minimum);
+        let rdlen = (w.out.len() - len_at - 2) as u16;
+        w.out[len_at..len_at + 2].copy_from_slice(&rdlen.to_be_bytes());
+    }
+    if w.overflow {
+        // Too many names to compress here: the ordinary path does it as hickory does.
+        return None;
+    }
+    let opt_at = w.out.len();
+    // The OPT owner is the root: a name of no labels, so no candidate and no pointer.
+    write_opt(w.out, q, b, ecs);
+    Some((question_end, opt_at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A query for `name` (presentation form, case kept) of `qtype`, with an OPT record
+    /// offering `payload` and carrying `ecs` (an option body) when `payload` is set.
+    fn query(
+        name: &str,
+        qtype: u16,
+        payload: Option<u16>,
+        ecs: Option<&[u8]>,
+        dnssec: bool,
+    ) -> Vec<u8> {
+        let mut p = vec![
+            0xAB,
+            0xCD,
+            0x01,
+            0x10,
+            0,
+            1,
+            0,
+            0,
+            0,
+            0,
+            0,
+            u8::from(payload.is_some()),
+        ];
+        for label in name.split('.').filter(|l| !l.is_empty()) {
+            p.push(label.len() as u8);
+            p.extend_from_slice(label.as_bytes());
+        }
+        p.push(0);
+        p.extend_from_slice(&qtype.to_be_bytes());
+        p.extend_from_slice(&1u16.to_be_bytes());
+        if let Some(payload) = payload {
+            p.extend_from_slice(&[0, 0, 41]);
+            p.extend_from_slice(&payload.to_be_bytes());
+            p.extend_from_slice(&[0, 0, if dnssec { 0x80 } else { 0 }, 0]);
+            let body = ecs.unwrap_or(&[]);
+            let rdlen = if ecs.is_some() { 4 + body.len() } else { 0 };
+            p.extend_from_slice(&(rdlen as u16).to_be_bytes());
+            if ecs.is_some() {
+                p.extend_from_slice(&[0, 8]);
+                p.extend_from_slice(&(body.len() as u16).to_be_bytes());
+                p.extend_from_slice(body);
+            }
+        }
+        p
+    }
+
+    /// Two RRSIGs in signature-cache wire form, 30 and 12 bytes of RDATA.
+    fn rrsigs() -> Vec<u8> {
+        let mut w = Vec::new();
+        for len in [30u16, 12] {
+            w.extend_from_slice(&[0, 46, 0, 1, 0, 0, 0x0E, 0x10]);
+            w.extend_from_slice(&len.to_be_bytes());
+            w.extend((0..len).map(|i| i as u8 ^ 0x5A));
+        }
+        w
+    }
+
+    /// The direct encoder gives the general (hickory-compatible) encoder's bytes for every
+    /// response it writes: names of 1 to 16 labels in mixed case, A, AAAA and ANY, 0 to
+    /// 16 addresses of either family, RRSIGs, SERVFAIL, with and without OPT and ECS,
+    /// and payloads small enough to truncate.
+    #[test]
+    fn answers_written_directly_equal_the_general_encoders_bytes() {
+        let ecs4: &[u8] = &[0, 1, 24, 0, 198, 51, 100];
+        let ecs6: &[u8] = &[0, 2, 56, 0, 0x20, 1, 0x0d, 0xb8, 1, 2, 3];
+        let sigs = rrsigs();
+        let names = [
+            "a.".to_string(),
+            "WwW.Example.COM.".to_string(),
+            "gslb.svc.example.".to_string(),
+            (0..16).map(|i| format!("L{i}.")).collect::<String>(),
+            format!("{}.example.", "x".repeat(63)),
+        ];
+        let v4: Vec<IpAddr> = (0..16).map(|i| IpAddr::from([192, 0, 2, i])).collect();
+        let v6: Vec<IpAddr> = (0..16u16)
+            .map(|i| IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, i]))
+            .collect();
+        let mut cases = 0;
+        for name in &names {
+            for qtype in [1u16, 28, 255] {
+                for (payload, ecs) in [
+                    (None, None),
+                    (Some(512), None),
+                    (Some(1232), Some(ecs4)),
+                    (Some(4096), Some(ecs6)),
+                    (Some(600), Some(ecs4)),
+                ] {
+                    for dnssec in [false, true] {
+                        let pkt = query(name, qtype, payload, ecs, dnssec);
+                        let mut lname = [0u8; 255];
+                        let q = parse(&pkt, 1232, &mut lname).expect("a fast-path query");
+                        let ecs = q.ecs.map(|b| (b, ecs_addr(b)));
+                        let addrs = if qtype == 28 { &v6 } else { &v4 };
+                        for n in 0..=16 {
+                            for (rcode, with_sigs) in [(0u8, false), (0, true), (2, false)] {
+                                let body = Body {
+                                    rcode,
+                                    answer: (rcode == 0).then_some((&addrs[..n], 300)),
+                                    // SERVFAIL has no answer RRset to sign.
+                                    rrsigs: if with_sigs && rcode == 0 { &sigs } else { &[] },
+                                    negative: None,
+                                    scope: 20,
+                                    signed: dnssec,
+                                };
+                                let owners = match (rcode, with_sigs) {
+                                    (0, true) => n + 2,
+                                    (0, false) => n,
+                                    _ => 0,
+                                };
+                                let mut direct = Vec::new();
+                                let mut general = Vec::new();
+                                let d = encode_answer(&pkt, &q, &body, owners, ecs, &mut direct);
+                                let g = encode_general(&pkt, &q, &body, owners, ecs, &mut general)
+                                    .expect("no more candidates than kept");
+                                assert_eq!(d, g, "{name} {qtype} {payload:?} {n}");
+                                assert_eq!(direct, general, "{name} {qtype} {payload:?} {n}");
+                                // Through `encode` (which picks the direct one), truncation too.
+                                let mut out = Vec::new();
+                                assert!(encode(&pkt, &q, &body, ecs, &mut out));
+                                let limit = usize::from(rules::udp_limit(q.opt_payload));
+                                assert!(out.len() <= limit || n == 0, "{} > {limit}", out.len());
+                                if direct.len() > limit {
+                                    assert_eq!(out[2] & 0x02, 0x02, "TC");
+                                    assert_eq!(&out[6..10], &[0; 4]);
+                                } else {
+                                    assert_eq!(out, direct);
+                                }
+                                cases += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(cases, 5 * 3 * 5 * 2 * 17 * 3);
+    }
+
+    /// Answer owners are the 2-byte pointer to the question name at offset 12.
+    #[test]
+    fn answer_owners_point_at_the_question() {
+        let pkt = query("Www.Example.", 1, None, None, false);
+        let mut lname = [0u8; 255];
+        let q = parse(&pkt, 1232, &mut lname).unwrap();
+        let addrs = [IpAddr::from([192, 0, 2, 1]), IpAddr::from([192, 0, 2, 2])];
+        let body = Body {
+            rcode: 0,
+            answer: Some((&addrs, 60)),
+            rrsigs: &[],
+            negative: None,
+            scope: 0,
+            signed: false,
+        };
+        let mut out = Vec::new();
+        assert!(encode(&pkt, &q, &body, None, &mut out));
+        let first = 12 + q.question.len();
+        assert_eq!(&out[first..first + 2], &[0xC0, 12]);
+        assert_eq!(&out[first + 16..first + 18], &[0xC0, 12]);
+        assert_eq!(out.len(), first + 32);
+        assert_eq!(&out[12..first], q.question);
+    }
+
+    /// A question name of more labels than the encoder keeps candidates for is the
+    /// ordinary path's, wherever it would be answered.
+    #[test]
+    fn names_of_more_than_sixteen_labels_fall_back() {
+        let sixteen: String = (0..16).map(|i| format!("l{i}.")).collect();
+        let mut lname = [0u8; 255];
+        assert!(parse(&query(&sixteen, 1, None, None, false), 1232, &mut lname).is_some());
+        let seventeen = format!("x.{sixteen}");
+        assert!(parse(&query(&seventeen, 1, None, None, false), 1232, &mut lname).is_none());
+    }
 }

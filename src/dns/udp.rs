@@ -60,6 +60,8 @@ pub struct Responder {
     cache: Option<AnswerCache>,
     /// Nearest-region decisions by client place, for the fast path's cache misses.
     memo: RouteMemo,
+    /// The fast path's working memory, kept so it is not zeroed per query.
+    scratch: fast::Scratch,
     /// Snapshot generation whose `answer_cache_bytes` sized `cache`.
     sized_for: u64,
     hits: u64,
@@ -116,7 +118,15 @@ impl Responder {
                 }
             }
         }
-        let reply = match fast::answer(snap, metrics, &mut self.memo, packet, src.ip(), out) {
+        let reply = match fast::answer_with(
+            &mut self.scratch,
+            snap,
+            metrics,
+            &mut self.memo,
+            packet,
+            src.ip(),
+            out,
+        ) {
             Fast::Reply(tally) => {
                 if let (Some(cache), Some(miss)) = (&mut self.cache, miss) {
                     cache.put(miss, key, src.ip(), out, tally);
