@@ -12,7 +12,9 @@ use std::mem::size_of;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
 use std::os::fd::AsRawFd;
 
-use libc::{c_int, c_uint, iovec, mmsghdr, sockaddr_in, sockaddr_in6, sockaddr_storage, socklen_t};
+use libc::{
+    c_int, c_long, c_uint, iovec, mmsghdr, sockaddr_in, sockaddr_in6, sockaddr_storage, socklen_t,
+};
 
 /// Datagrams taken by one recvmmsg, with their sources and one reply buffer each, all
 /// sent back by sendmmsg.
@@ -121,13 +123,14 @@ impl Batch {
         // `sockaddr_storage` of `names` with its true size in msg_namelen. All four vectors
         // are owned by `self`, borrowed mutably for this whole call, and not resized or
         // touched until the kernel has returned. The timeout pointer may be null.
+        //
+        // The system call itself, not libc's recvmmsg: see `raw_recvmmsg`.
         let n = unsafe {
-            libc::recvmmsg(
+            raw_recvmmsg(
                 sock.as_raw_fd(),
                 self.hdrs.as_mut_ptr(),
                 slots as c_uint,
                 libc::MSG_WAITFORONE as _,
-                std::ptr::null_mut(),
             )
         };
         if n < 0 {
@@ -200,7 +203,7 @@ impl Batch {
             // the length the kernel itself returned for it. `self` is borrowed mutably for
             // the whole call, so none of these is moved, resized or touched meanwhile.
             let r = unsafe {
-                libc::sendmmsg(
+                raw_sendmmsg(
                     sock.as_raw_fd(),
                     self.hdrs.as_mut_ptr().add(done),
                     (n - done) as c_uint,
@@ -220,6 +223,50 @@ impl Batch {
         }
         sent
     }
+}
+
+// recvmmsg(2) and sendmmsg(2) as bare system calls. glibc's wrappers are POSIX
+// cancellation points: around the call they switch the thread to asynchronous
+// cancellation and back (__pthread_enable_asynccancel / __pthread_disable_asynccancel),
+// ~60 of the ~110 instructions a query the two wrappers cost at one datagram a batch
+// (callgrind, bench/icount.sh). Nothing in geode cancels a thread with pthread_cancel (Rust
+// has no such API; the loops stop through their `stop` flag and receive timeout), so that
+// bookkeeping guards against nothing here. Arguments go as full words (variadic
+// `syscall` reads each as a long). libc's `syscall` returns the kernel's result,
+// or -1 with errno set, exactly as the wrappers do, so the callers are unchanged.
+
+/// recvmmsg(2) without a timeout. Safety: as for `libc::recvmmsg` with a null timeout.
+#[allow(unsafe_code)]
+unsafe fn raw_recvmmsg(fd: c_int, hdrs: *mut mmsghdr, len: c_uint, flags: c_int) -> c_int {
+    // SAFETY: the caller's contract is recvmmsg's; the null timeout means none.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_recvmmsg,
+            c_long::from(fd),
+            hdrs,
+            c_long::from(len),
+            c_long::from(flags),
+            std::ptr::null_mut::<libc::timespec>(),
+        )
+    };
+    // The kernel returns at most `len` (a c_uint of at most UIO_MAXIOV) or -1.
+    r as c_int
+}
+
+/// sendmmsg(2). Safety: as for `libc::sendmmsg`.
+#[allow(unsafe_code)]
+unsafe fn raw_sendmmsg(fd: c_int, hdrs: *mut mmsghdr, len: c_uint, flags: c_int) -> c_int {
+    // SAFETY: the caller's contract is sendmmsg's.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_sendmmsg,
+            c_long::from(fd),
+            hdrs,
+            c_long::from(len),
+            c_long::from(flags),
+        )
+    };
+    r as c_int
 }
 
 /// The kernel's source address as a `SocketAddr`, for the handlers (client IP, metrics).
