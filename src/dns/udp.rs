@@ -77,7 +77,7 @@ impl Responder {
     /// Answers one datagram into `out`; false (and `out` empty) when it gets no reply.
     pub fn answer(
         &mut self,
-        snap: &Snapshot,
+        snap: &Arc<Snapshot>,
         handler: &Handler,
         metrics: &Metrics,
         packet: &[u8],
@@ -149,9 +149,16 @@ impl Responder {
         reply
     }
 
+    /// Lets go of anything that keeps a snapshot other than `current` alive (the fast
+    /// path's cached overrides): for a loop with nothing to answer after a reload.
+    pub fn idle(&mut self, current: &Snapshot) {
+        self.scratch.release_stale(current);
+    }
+
     /// Follows `server.answer_cache_kib` across reloads: a new size gets a new cache.
     fn resize(&mut self, snap: &Snapshot) {
         self.sized_for = snap.generation;
+        self.scratch.release_stale(snap);
         let want = snap.model.server.live.answer_cache_bytes;
         let have = self.cache.as_ref().map(|c| c.capacity());
         if want == 0 {
@@ -196,7 +203,7 @@ fn serve(
     while !stop.load(Ordering::Relaxed) {
         // Timeout (EAGAIN, to look at `stop`), EINTR, or a transient error: go round.
         let Ok(n) = batch.recv(sock) else {
-            current.load();
+            responder.idle(current.load());
             continue;
         };
         {
