@@ -3,7 +3,9 @@
 
 use super::decision::{LazyHash, SMALL, Work, begin, decide, fill_addrs, location_scope};
 use super::{HealthView, mix, route_into};
-use crate::model::{ClientLocation, Decision, Family, Model, Outcome, Policy, RegionId, ServiceId};
+use crate::model::{
+    AddrList, ClientLocation, Decision, Family, Model, Outcome, Policy, RegionId, ServiceId,
+};
 
 /// What a memoised decision depended on: the service, the family and the located
 /// client's place. Nothing else about the client counts for the decisions kept (see
@@ -88,6 +90,23 @@ pub(super) struct MemoSlot {
     kept: Kept,
 }
 
+/// The addresses a kept decision answers with, for one (region, family, fail open):
+/// the region's usable endpoints of the family, in config order. A kept decision was
+/// never rotated (more usable endpoints than `max_answers` makes it `Hashed`), so its
+/// list is all of them whatever the service's `max_answers`, and the same for every
+/// service and client that picks the region in this era.
+#[derive(Debug, Clone, Copy, Default)]
+struct AddrSlot {
+    /// [`RouteMemo::era`] when written; a slot of another era is empty.
+    era: u32,
+    addrs: AddrList,
+}
+
+/// Where [`RouteMemo::addrs`] keeps the list of region `rid`, `family`, `fail_open`.
+fn addr_index(rid: RegionId, family: Family, fail_open: bool) -> usize {
+    usize::from(rid) << 2 | usize::from(family == Family::V6) << 1 | usize::from(fail_open)
+}
+
 /// Nearest-region decisions remembered by client place, for one query loop.
 ///
 /// A GeoIP database maps millions of networks to a few hundred thousand places, and
@@ -101,10 +120,14 @@ pub(super) struct MemoSlot {
 /// a model whose latency table has none, so nothing else about the client is read by the
 /// decision; the scope is re-derived from the client. [`RouteMemo::sync`] forgets every
 /// slot when the snapshot generation or the health epoch changes, so a kept decision
-/// always saw the same regions and health states a fresh one would.
+/// always saw the same regions and health states a fresh one would. The address lists
+/// of kept decisions are remembered per (region, family, fail open) in the same eras, so
+/// a hit copies a ready list instead of filtering the region's endpoints again.
 #[derive(Debug, Default)]
 pub struct RouteMemo {
     slots: Vec<MemoSlot>,
+    /// Indexed by [`addr_index`]; grown to the model's regions when a hit needs it.
+    addrs: Vec<AddrSlot>,
     era: u32,
     stamp: (u64, u64),
     hits: u64,
@@ -129,6 +152,7 @@ impl RouteMemo {
             if self.era == u32::MAX {
                 // Eras are about to repeat: old slots must not look current.
                 self.slots.fill(MemoSlot::default());
+                self.addrs.fill(AddrSlot::default());
                 self.era = 0;
             }
             self.era += 1;
@@ -176,22 +200,39 @@ impl RouteMemo {
                     out.region = region;
                     out.scope = location_scope(by_location, client);
                     if let Some(rid) = region {
-                        let mut hash = LazyHash {
-                            client,
-                            service,
-                            value: None,
-                        };
-                        // Kept only when the list was not rotated, so it is again not.
-                        fill_addrs(
-                            model,
-                            svc.max_answers,
-                            rid,
-                            family,
-                            fail_open,
-                            health,
-                            &mut hash,
-                            out,
-                        );
+                        let i = addr_index(rid, family, fail_open);
+                        if i >= self.addrs.len() {
+                            self.addrs
+                                .resize(model.regions.len() * 4, AddrSlot::default());
+                        }
+                        let list = &mut self.addrs[i];
+                        if list.era == self.era {
+                            // `outcome` and `region` are the kept ones, which the fill
+                            // that made this list also set.
+                            out.addrs = list.addrs;
+                        } else {
+                            let mut hash = LazyHash {
+                                client,
+                                service,
+                                value: None,
+                            };
+                            // Kept only when the list was not rotated, so it is again
+                            // not: the list holds every usable endpoint.
+                            fill_addrs(
+                                model,
+                                svc.max_answers,
+                                rid,
+                                family,
+                                fail_open,
+                                health,
+                                &mut hash,
+                                out,
+                            );
+                            *list = AddrSlot {
+                                era: self.era,
+                                addrs: out.addrs,
+                            };
+                        }
                     }
                     return;
                 }

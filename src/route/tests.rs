@@ -1642,6 +1642,73 @@ fn route_memo_decides_as_route_does() {
 }
 
 #[test]
+fn route_memo_address_lists_are_new_in_each_era() {
+    // The memo keeps a region's address list per era: a health epoch or a new model
+    // generation must give the list as it now is, not the one a hit copied before.
+    let eu = region(
+        "eu-west",
+        53.35,
+        -6.26,
+        &["192.0.2.21", "192.0.2.22", "192.0.2.23"],
+    );
+    let b = World::new()
+        .region(eu.clone())
+        .region(us_east())
+        .service(service("www.t.", Policy::Nearest, &["eu-west", "us-east"]).max_answers(4))
+        // Same regions, fewer answers: three addresses rotate, so never kept.
+        .service(service("two.t.", Policy::Nearest, &["eu-west", "us-east"]).max_answers(2))
+        .build();
+    let (www, two) = (b.sid("www.t."), b.sid("two.t."));
+    let mut memo = RouteMemo::default();
+    let ask = |memo: &mut RouteMemo, b: &Built, sid, health: &Health| {
+        let mut d = Decision::default();
+        memo.route_into(&b.model, sid, Family::V4, &london(), health, &mut d);
+        assert_eq!(d, route(&b.model, sid, Family::V4, &london(), health));
+        addrs(&d)
+    };
+    memo.sync(1, 1);
+    for _ in 0..3 {
+        assert_eq!(
+            ask(&mut memo, &b, www, &all_up()),
+            ["192.0.2.21", "192.0.2.22", "192.0.2.23"]
+        );
+        assert_eq!(ask(&mut memo, &b, two, &all_up()).len(), 2);
+    }
+    assert_eq!(memo.hits(), 2, "the second and third www queries");
+    // Health changes, the region stays the pick: the kept list must not be reused.
+    memo.sync(1, 2);
+    let one_down = down(&["192.0.2.22"]);
+    for _ in 0..3 {
+        assert_eq!(
+            ask(&mut memo, &b, www, &one_down),
+            ["192.0.2.21", "192.0.2.23"]
+        );
+        // Two usable now: not rotated, so kept, from the same list.
+        assert_eq!(
+            ask(&mut memo, &b, two, &one_down),
+            ["192.0.2.21", "192.0.2.23"]
+        );
+    }
+    // Every endpoint down: failing open answers with all of them (another list).
+    memo.sync(1, 3);
+    let all_down = down(&["192.0.2.21", "192.0.2.22", "192.0.2.23", "192.0.2.11"]);
+    for _ in 0..3 {
+        assert_eq!(ask(&mut memo, &b, www, &all_down).len(), 3);
+    }
+    // A new generation with other addresses for the same region id.
+    let b2 = World::new()
+        .region(region("eu-west", 53.35, -6.26, &["192.0.2.99"]))
+        .region(us_east())
+        .service(service("www.t.", Policy::Nearest, &["eu-west", "us-east"]).max_answers(4))
+        .service(service("two.t.", Policy::Nearest, &["eu-west", "us-east"]).max_answers(2))
+        .build();
+    memo.sync(2, 3);
+    for _ in 0..3 {
+        assert_eq!(ask(&mut memo, &b2, www, &all_up()), ["192.0.2.99"]);
+    }
+}
+
+#[test]
 fn route_memo_stays_out_of_cidr_keyed_models() {
     // A cidr latency row or fence reads the client address, which the memo's key lacks.
     let b = World::new()
