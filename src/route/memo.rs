@@ -1,14 +1,16 @@
 //! The route memo: nearest-region decisions remembered by client place, for one query
 //! loop (see [`RouteMemo`]).
 
+use std::collections::HashMap;
+
 use super::decision::{LazyHash, SMALL, Work, begin, decide, fill_addrs, location_scope};
 use super::{HealthView, mix, route_into};
 use crate::model::{
     AddrList, ClientLocation, Decision, Family, Model, Outcome, Policy, RegionId, ServiceId,
 };
 
-/// What a memoised decision depended on: the service, the family and the located
-/// client's place. Nothing else about the client counts for the decisions kept (see
+/// What a memoised decision depended on: the service (or the twin it routes like, see
+/// [`RouteMemo::key_service`]), the family and the located client's place. Nothing else about the client counts for the decisions kept (see
 /// [`RouteMemo`]).
 /// Packed to 24 bytes (the `Option`s cost 16 more) so more places fit in cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -102,6 +104,26 @@ struct AddrSlot {
     addrs: AddrList,
 }
 
+/// Per service, the first service of the model with the same regions (in order),
+/// `max_answers` and `when_all_down`, both `nearest` and unfenced; itself when none.
+/// Weights are left to [`RouteMemo::key_service`], which compares the effective ones
+/// (config and overrides). Built once per model generation, off the per-query path.
+fn config_twins(model: &Model) -> Vec<ServiceId> {
+    let mut first: HashMap<(&[RegionId], u8, u8), ServiceId> = HashMap::new();
+    (0..model.services.len())
+        .map(|i| {
+            let s = &model.services[i];
+            let sid = i as ServiceId;
+            if s.policy != Policy::Nearest || !s.fence.is_empty() {
+                return sid;
+            }
+            *first
+                .entry((&s.regions[..], s.max_answers, s.when_all_down as u8))
+                .or_insert(sid)
+        })
+        .collect()
+}
+
 /// Where [`RouteMemo::addrs`] keeps the list of region `rid`, `family`, `fail_open`.
 fn addr_index(rid: RegionId, family: Family, fail_open: bool) -> usize {
     usize::from(rid) << 2 | usize::from(family == Family::V6) << 1 | usize::from(fail_open)
@@ -128,6 +150,12 @@ pub struct RouteMemo {
     slots: Vec<MemoSlot>,
     /// Indexed by [`addr_index`]; grown to the model's regions when a hit needs it.
     addrs: Vec<AddrSlot>,
+    /// Per service of the model of generation `twins_of`: the first service whose
+    /// config routes alike (see [`config_twins`]), itself when none.
+    twins: Vec<ServiceId>,
+    twins_of: Option<u64>,
+    /// Per service: (era, the service whose slots it shares in that era).
+    keys: Vec<(u32, ServiceId)>,
     era: u32,
     stamp: (u64, u64),
     hits: u64,
@@ -153,10 +181,46 @@ impl RouteMemo {
                 // Eras are about to repeat: old slots must not look current.
                 self.slots.fill(MemoSlot::default());
                 self.addrs.fill(AddrSlot::default());
+                self.keys.fill((0, 0));
                 self.era = 0;
             }
             self.era += 1;
         }
+    }
+
+    /// The service whose slots `service` uses in this era: its config twin when the
+    /// operator's weight overrides leave both the same effective weights, else itself.
+    ///
+    /// Twins decide alike for every client: the decision reads of a service only its
+    /// regions (in order), policy, fence, `when_all_down`, `max_answers` and effective
+    /// weights, and the affinity hash (salted by the service) only in decisions the memo
+    /// does not keep. The TTL is the asked service's, set on every hit.
+    fn key_service(
+        &mut self,
+        model: &Model,
+        service: ServiceId,
+        health: &impl HealthView,
+    ) -> ServiceId {
+        let i = usize::from(service);
+        if let Some(&(era, key)) = self.keys.get(i)
+            && era == self.era
+        {
+            return key;
+        }
+        if self.twins_of != Some(self.stamp.0) || self.twins.len() != model.services.len() {
+            self.twins = config_twins(model);
+            self.twins_of = Some(self.stamp.0);
+            self.keys = vec![(0, 0); model.services.len()];
+        }
+        let twin = self.twins[i];
+        let (svc, tsvc) = (&model.services[i], &model.services[usize::from(twin)]);
+        let alike = svc.regions.iter().all(|&rid| {
+            let region = &model.regions[usize::from(rid)];
+            health.weight(service, svc, rid, region) == health.weight(twin, tsvc, rid, region)
+        });
+        let key = if alike { twin } else { service };
+        self.keys[i] = (self.era, key);
+        key
     }
 
     /// [`route_into`], from the memo when this place was decided in this era. Call
@@ -183,7 +247,7 @@ impl RouteMemo {
         if self.slots.is_empty() {
             self.slots = vec![MemoSlot::default(); Self::SLOTS];
         }
-        let key = MemoKey::new(service, family, client);
+        let key = MemoKey::new(self.key_service(model, service, health), family, client);
         let at = key.hash() as usize & (Self::SLOTS - 1);
         let slot = self.slots[at];
         if slot.era == self.era && slot.key == key {
@@ -241,6 +305,7 @@ impl RouteMemo {
                 }
             }
         }
+        // Decided for the service asked; kept for its twins too, which decide alike.
         let mut w = Work::<SMALL>::new(out);
         decide(&mut w, model, service, family, client, health);
         let kept = if w.depends_on_hash {

@@ -1574,6 +1574,11 @@ fn route_memo_decides_as_route_does() {
             let k = leak(format!("country:{}", countries[next() as usize % 4]));
             s = s.fence(k, &names[..1 + next() as usize % names.len()]);
         }
+        // A twin of it (same config), whose own `weights` sometimes differ.
+        w = w.service(S {
+            name: "www2.t.",
+            ..s.clone()
+        });
         w = w.service(s);
         if next() % 3 == 0 {
             for c in continents {
@@ -1587,8 +1592,13 @@ fn route_memo_decides_as_route_does() {
                 w = w.latency(leak(format!("continent:{c}")), &row);
             }
         }
-        let b = w.build();
-        let sid = b.sid("www.t.");
+        let mut b = w.build();
+        let (sid, twin) = (b.sid("www.t."), b.sid("www2.t."));
+        if next() % 3 == 0 {
+            let rid = (next() % nreg as u64) as RegionId;
+            b.model.services[usize::from(twin)].weights =
+                vec![(rid, [0, 1, 100][next() as usize % 3])];
+        }
         // A few places, each asked from many subnets.
         let places: Vec<ClientLocation> = (0..6)
             .map(|_| {
@@ -1624,11 +1634,14 @@ fn route_memo_decides_as_route_does() {
                 if next() % 2 == 0 {
                     c = via_ecs(c, if v4 { 24 } else { 56 });
                 }
-                for fam in [Family::V4, Family::V6] {
+                for (fam, sid) in [Family::V4, Family::V6]
+                    .into_iter()
+                    .flat_map(|f| [(f, sid), (f, twin)])
+                {
                     let mut got = Decision::default();
                     memo.route_into(&b.model, sid, fam, &c, &health, &mut got);
                     let want = route(&b.model, sid, fam, &c, &health);
-                    assert_eq!(got, want, "world {world} epoch {epoch} {c:?} {fam:?}");
+                    assert_eq!(got, want, "world {world} epoch {epoch} {c:?} {fam:?} {sid}");
                     checked += 1;
                 }
             }
@@ -1705,6 +1718,94 @@ fn route_memo_address_lists_are_new_in_each_era() {
     memo.sync(2, 3);
     for _ in 0..3 {
         assert_eq!(ask(&mut memo, &b2, www, &all_up()), ["192.0.2.99"]);
+    }
+}
+
+/// Every endpoint up; service `sid` gives region `rid` weight `w`, as an operator's
+/// weight override does.
+struct WeightOverride {
+    sid: ServiceId,
+    rid: RegionId,
+    w: u32,
+}
+
+impl HealthView for WeightOverride {
+    fn endpoint_up(&self, _: &Endpoint) -> bool {
+        true
+    }
+    fn weight(&self, sid: ServiceId, svc: &Service, rid: RegionId, region: &Region) -> u32 {
+        if (sid, rid) == (self.sid, self.rid) {
+            self.w
+        } else {
+            svc.weight(rid, region)
+        }
+    }
+}
+
+#[test]
+fn route_memo_shares_places_between_twin_services_only_while_they_route_alike() {
+    // Services with the same regions, max_answers and when_all_down share memo slots:
+    // a place decided for one is a hit for the other. An operator weight override or a
+    // per-service `weights` entry on one of them must end the sharing (here it makes
+    // the nearest region a standby for that service alone).
+    let b = World::new()
+        .region(eu_west())
+        .region(us_east())
+        .service(service("a.t.", Policy::Nearest, &["eu-west", "us-east"]))
+        .service(service("b.t.", Policy::Nearest, &["eu-west", "us-east"]))
+        .service(service("c.t.", Policy::Nearest, &["eu-west", "us-east"]).max_answers(3))
+        .build();
+    let (sa, sb, sc) = (b.sid("a.t."), b.sid("b.t."), b.sid("c.t."));
+    let eu = b.model.region_id("eu-west").unwrap();
+    let ask = |memo: &mut RouteMemo, model: &Model, sid, health: &dyn Fn() -> WeightOverride| {
+        let mut d = Decision::default();
+        memo.route_into(model, sid, Family::V4, &london(), &health(), &mut d);
+        assert_eq!(d, route(model, sid, Family::V4, &london(), &health()));
+        model.regions[usize::from(d.region.unwrap())].name.clone()
+    };
+    let plain = || WeightOverride {
+        sid: sa,
+        rid: eu,
+        w: 100,
+    };
+    let mut memo = RouteMemo::default();
+    memo.sync(1, 1);
+    assert_eq!(ask(&mut memo, &b.model, sa, &plain), "eu-west");
+    assert_eq!(memo.hits(), 0);
+    assert_eq!(ask(&mut memo, &b.model, sb, &plain), "eu-west");
+    assert_eq!(memo.hits(), 1, "b is a's twin");
+    assert_eq!(ask(&mut memo, &b.model, sc, &plain), "eu-west");
+    assert_eq!(
+        memo.hits(),
+        1,
+        "c answers with other max_answers: not a twin"
+    );
+
+    // An override makes eu-west b's standby.
+    let standby_b = || WeightOverride {
+        sid: sb,
+        rid: eu,
+        w: 0,
+    };
+    memo.sync(1, 2);
+    for _ in 0..2 {
+        assert_eq!(ask(&mut memo, &b.model, sa, &standby_b), "eu-west");
+        assert_eq!(ask(&mut memo, &b.model, sb, &standby_b), "us-east");
+    }
+    // Back to the same weights: twins again.
+    memo.sync(1, 3);
+    let before = memo.hits();
+    assert_eq!(ask(&mut memo, &b.model, sb, &plain), "eu-west");
+    assert_eq!(ask(&mut memo, &b.model, sa, &plain), "eu-west");
+    assert_eq!(memo.hits(), before + 1);
+
+    // A new generation where b's config `weights` do the same.
+    let mut b2 = b;
+    b2.model.services[usize::from(sb)].weights = vec![(eu, 0)];
+    memo.sync(2, 3);
+    for _ in 0..2 {
+        assert_eq!(ask(&mut memo, &b2.model, sa, &plain), "eu-west");
+        assert_eq!(ask(&mut memo, &b2.model, sb, &plain), "us-east");
     }
 }
 
