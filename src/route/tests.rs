@@ -9,7 +9,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 use super::decision::{Cand, Metric, SMALL, Status, TIE_BOUND, rank_key, tie_limit};
-use super::memo::MemoSlot;
+use super::memo::{MemoSlot, PlaceSlot};
 use super::*;
 use crate::config::parse_client_key;
 use crate::model::{
@@ -1810,6 +1810,78 @@ fn route_memo_shares_places_between_twin_services_only_while_they_route_alike() 
 }
 
 #[test]
+fn route_memo_locates_each_address_once_per_generation() {
+    // `located` answers what `locate` made for that very address in this generation
+    // (never a neighbour's from the same slot), with the asker's source; a health epoch
+    // keeps the places, a new generation locates afresh.
+    let calls = std::cell::Cell::new(0u64);
+    let fresh = |generation: u64, ip: IpAddr, source: ClientSource| {
+        let h = match ip {
+            IpAddr::V4(a) => u64::from(u32::from(a)),
+            IpAddr::V6(a) => (u128::from(a) >> 64) as u64 ^ u128::from(a) as u64,
+        };
+        let mut l = london();
+        l.ip = ip;
+        l.source = source;
+        l.scope = ((h ^ generation) % 33) as u8;
+        l.coords = Some(Coordinates {
+            lat: (h % 180) as f64 - 90.0,
+            lon: generation as f64,
+        });
+        l
+    };
+    let mut memo = RouteMemo::default();
+    let mut x = 0x91ace5u64;
+    let ips: Vec<IpAddr> = (0..3 * RouteMemo::PLACES)
+        .map(|i| {
+            x = mix(x);
+            match i % 3 {
+                0 => IpAddr::V4(Ipv4Addr::from((x as u32) & 0xffff_ff00)),
+                1 => IpAddr::V6(Ipv6Addr::from(u128::from(x) << 72)),
+                _ => IpAddr::V4(Ipv4Addr::from(i as u32 & 0xff)),
+            }
+        })
+        .collect();
+    let ecs = ClientSource::Ecs { source_prefix: 24 };
+    for (generation, epoch) in [(1, 1), (1, 2), (2, 2)] {
+        memo.sync(generation, epoch);
+        for round in 0..3 {
+            for (i, &a) in ips.iter().enumerate() {
+                let source = if (i + round) % 2 == 0 {
+                    ecs
+                } else {
+                    ClientSource::Resolver
+                };
+                let got = memo.located(a, source, |a, s| {
+                    calls.set(calls.get() + 1);
+                    fresh(generation, a, s)
+                });
+                assert_eq!(
+                    got,
+                    fresh(generation, a, source),
+                    "{a} generation {generation}"
+                );
+            }
+        }
+    }
+    assert!(memo.place_hits() > 0 && calls.get() > 0);
+    // A hit's source is the asker's, the rest the kept location.
+    memo.sync(3, 2);
+    let a = ip("192.0.2.0");
+    memo.located(a, ClientSource::Resolver, |a, s| fresh(3, a, s));
+    let hits = memo.place_hits();
+    let got = memo.located(a, ecs, |_, _| unreachable!("kept"));
+    assert_eq!((memo.place_hits(), got), (hits + 1, fresh(3, a, ecs)));
+    // A health epoch keeps it; a new generation does not.
+    memo.sync(3, 3);
+    memo.located(a, ecs, |_, _| unreachable!("kept across a health epoch"));
+    memo.sync(4, 3);
+    let got = memo.located(a, ecs, |a, s| fresh(4, a, s));
+    assert_eq!(got, fresh(4, a, ecs));
+    assert_eq!(memo.place_hits(), hits + 2);
+}
+
+#[test]
 fn route_memo_stays_out_of_cidr_keyed_models() {
     // A cidr latency row or fence reads the client address, which the memo's key lacks.
     let b = World::new()
@@ -1837,6 +1909,15 @@ fn route_memo_is_80_kib() {
     assert_eq!(
         std::mem::size_of::<MemoSlot>() * RouteMemo::SLOTS,
         320 << 10
+    );
+}
+
+#[test]
+fn route_memo_places_are_384_kib() {
+    // RouteMemo::PLACES documents the place memo's size; the RSS budget counts on it.
+    assert_eq!(
+        std::mem::size_of::<PlaceSlot>() * RouteMemo::PLACES,
+        384 << 10
     );
 }
 
