@@ -179,6 +179,10 @@ fn addr_index(rid: RegionId, family: Family, fail_open: bool) -> usize {
 /// always saw the same regions and health states a fresh one would. The address lists
 /// of kept decisions are remembered per (region, family, fail open) in the same eras, so
 /// a hit copies a ready list instead of filtering the region's endpoints again.
+/// Services that route alike share slots ([`RouteMemo::key_service`]).
+///
+/// The memo also keeps located clients by address ([`RouteMemo::located`]): locating
+/// depends on the snapshot and the address only, so those slots last a generation.
 #[derive(Debug, Default)]
 pub struct RouteMemo {
     slots: Vec<MemoSlot>,
@@ -287,18 +291,30 @@ impl RouteMemo {
     /// regions (in order), policy, fence, `when_all_down`, `max_answers` and effective
     /// weights, and the affinity hash (salted by the service) only in decisions the memo
     /// does not keep. The TTL is the asked service's, set on every hit.
+    #[inline]
     fn key_service(
         &mut self,
         model: &Model,
         service: ServiceId,
         health: &impl HealthView,
     ) -> ServiceId {
-        let i = usize::from(service);
-        if let Some(&(era, key)) = self.keys.get(i)
+        if let Some(&(era, key)) = self.keys.get(usize::from(service))
             && era == self.era
         {
             return key;
         }
+        self.find_key_service(model, service, health)
+    }
+
+    /// [`RouteMemo::key_service`] for the first query of a service in an era.
+    #[inline(never)]
+    fn find_key_service(
+        &mut self,
+        model: &Model,
+        service: ServiceId,
+        health: &impl HealthView,
+    ) -> ServiceId {
+        let i = usize::from(service);
         if self.twins_of != Some(self.stamp.0) || self.twins.len() != model.services.len() {
             self.twins = config_twins(model);
             self.twins_of = Some(self.stamp.0);
