@@ -51,12 +51,20 @@ impl GeoLookup {
 /// Locates a client: the longest `[client_networks]` match, else GeoIP, else unknown.
 /// The scope is the deciding network's prefix, lengthened so the block it names holds no
 /// operator network the client is not in.
+#[inline]
 pub fn locate(
     model: &Model,
     geo: Option<&GeoDb>,
     ip: IpAddr,
     source: ClientSource,
 ) -> (ClientLocation, GeoLookup) {
+    // Inlined, so a caller that keeps only the location (the fast path) builds no pair.
+    let loc = located(model, geo, ip, source);
+    (loc, GeoLookup::of(&loc, geo.is_some()))
+}
+
+/// [`locate`]'s location.
+fn located(model: &Model, geo: Option<&GeoDb>, ip: IpAddr, source: ClientSource) -> ClientLocation {
     let ip = canonical_ip(ip);
     let mut loc = ClientLocation::unknown(ip, source);
     let mut deciding = 0u8;
@@ -96,5 +104,5 @@ pub fn locate(
         }
     }
     loc.scope = deciding.max(crate::model::scope_floor(ip, &model.operator_networks));
-    (loc, GeoLookup::of(&loc, geo.is_some()))
+    loc
 }

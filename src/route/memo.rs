@@ -65,7 +65,9 @@ impl MemoKey {
             | u64::from(u16::from_le_bytes(self.country)) << 16
             | u64::from(u16::from_le_bytes(self.continent)) << 32
             | u64::from(self.flags) << 48;
-        mix(self.lat ^ mix(self.lon ^ mix(small)))
+        // One finaliser over the fields folded together: the key is compared in full,
+        // so the hash only spreads places over the slots (three rounds cost 15 a query).
+        mix(self.lat ^ self.lon.rotate_left(32) ^ small.wrapping_mul(0x9e37_79b9_7f4a_7c15))
     }
 }
 
