@@ -880,10 +880,14 @@ pub enum ClientSource {
 /// are used as given: operators map them with `client_networks`.
 #[inline]
 pub fn ecs_unusable(addr: IpAddr, source_prefix: u8) -> bool {
-    if source_prefix == 0 {
-        return true;
-    }
-    match addr.to_canonical() {
+    source_prefix == 0 || says_nothing(addr.to_canonical())
+}
+
+/// The address half of [`ecs_unusable`], for an address already in canonical form
+/// (IPv4-mapped IPv6 turned into IPv4): [`client_address`] canonicalises once for both.
+#[inline]
+fn says_nothing(canonical: IpAddr) -> bool {
+    match canonical {
         IpAddr::V4(a) => {
             a.is_unspecified()
                 || a.is_loopback()
@@ -908,12 +912,14 @@ pub fn ecs_unusable(addr: IpAddr, source_prefix: u8) -> bool {
 // moves across it cost more than the rule (callgrind, benches/qpath.rs).
 #[inline]
 pub fn client_address(ecs: Option<(IpAddr, u8)>, resolver: IpAddr) -> (IpAddr, ClientSource) {
-    match ecs {
-        Some((addr, source_prefix)) if !ecs_unusable(addr, source_prefix) => {
-            (addr.to_canonical(), ClientSource::Ecs { source_prefix })
+    // `ecs_unusable`, with the canonical address computed once.
+    if let Some((addr, source_prefix)) = ecs {
+        let addr = addr.to_canonical();
+        if source_prefix != 0 && !says_nothing(addr) {
+            return (addr, ClientSource::Ecs { source_prefix });
         }
-        _ => (resolver, ClientSource::Resolver),
     }
+    (resolver, ClientSource::Resolver)
 }
 
 /// A located client: input to [`crate::route::route`].
@@ -1141,6 +1147,60 @@ pub fn scope_floor(ip: IpAddr, nets: &[IpNet]) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_address_applies_ecs_unusable_to_the_canonical_address() {
+        // client_address inlines ecs_unusable (one canonicalisation): the same rule.
+        let resolver: IpAddr = "198.51.100.53".parse().unwrap();
+        let mut addrs: Vec<IpAddr> = [
+            "0.0.0.0",
+            "127.0.0.1",
+            "169.254.1.0",
+            "224.0.0.0",
+            "239.1.2.0",
+            "255.255.255.255",
+            "10.0.0.0",
+            "192.0.2.0",
+            "::",
+            "::1",
+            "fe80::",
+            "febf::",
+            "fec0::",
+            "ff02::",
+            "2001:db8::",
+            "::ffff:127.0.0.1",
+            "::ffff:192.0.2.0",
+            "::ffff:0.0.0.0",
+            "::ffff:224.0.0.1",
+            "::ffff:169.254.0.0",
+        ]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+        let mut x = 7u64;
+        for _ in 0..2000 {
+            x = crate::route::mix(x);
+            addrs.push(IpAddr::V4((x as u32).into()));
+            addrs.push(IpAddr::V6(
+                u128::from(x).rotate_right((x % 128) as u32).into(),
+            ));
+            addrs.push(IpAddr::V6(Ipv4Addr::from(x as u32).to_ipv6_mapped()));
+        }
+        for a in addrs {
+            for p in [0u8, 1, 24, 56, 128] {
+                let want = if ecs_unusable(a, p) {
+                    (resolver, ClientSource::Resolver)
+                } else {
+                    (a.to_canonical(), ClientSource::Ecs { source_prefix: p })
+                };
+                assert_eq!(client_address(Some((a, p)), resolver), want, "{a}/{p}");
+            }
+        }
+        assert_eq!(
+            client_address(None, resolver),
+            (resolver, ClientSource::Resolver)
+        );
+    }
 
     #[test]
     fn scope_floor_excludes_operator_networks_the_client_is_not_in() {

@@ -653,10 +653,14 @@ fn respond(
             };
             let (ip, source) = client_address(ecs.map(|(b, addr)| (addr, b[2])), src);
             per_source = source == ClientSource::Resolver;
-            let (loc, how) = locate(&snap.model, snap.geo.as_deref(), ip, source);
-            lookup = how;
-            service = Some(*sid);
             memo.sync(snap.generation, health_epoch());
+            // Located once per address and snapshot: see `RouteMemo::located`.
+            let geo = snap.geo.as_deref();
+            let loc = memo.located(ip, source, |ip, source| {
+                locate(&snap.model, geo, ip, source).0
+            });
+            lookup = GeoLookup::of(&loc, geo.is_some());
+            service = Some(*sid);
             // Loaded after the epoch (see `model::routing_changed`): a memo of an older
             // epoch never keeps a decision made with an older view.
             let guard;

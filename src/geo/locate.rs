@@ -26,6 +26,18 @@ pub enum GeoLookup {
 }
 
 impl GeoLookup {
+    /// What consulting the database came to for a location [`locate`] made: a hit when
+    /// GeoIP located it, a miss when the database was consulted and did not, else not
+    /// consulted. The one rule, so a location kept by address (the fast path's
+    /// `RouteMemo::located`) counts as the fresh one did.
+    pub fn of(loc: &ClientLocation, database: bool) -> GeoLookup {
+        match loc.by {
+            LocatedBy::GeoIp(_) => GeoLookup::Hit,
+            LocatedBy::Unknown(_) if database => GeoLookup::Miss,
+            LocatedBy::Unknown(_) | LocatedBy::ClientNetwork(_) => GeoLookup::Skipped,
+        }
+    }
+
     /// Counts this lookup in `geode_geoip_lookups_total`.
     pub fn count(self, metrics: &crate::metrics::Metrics) {
         match self {
@@ -39,16 +51,23 @@ impl GeoLookup {
 /// Locates a client: the longest `[client_networks]` match, else GeoIP, else unknown.
 /// The scope is the deciding network's prefix, lengthened so the block it names holds no
 /// operator network the client is not in.
+#[inline]
 pub fn locate(
     model: &Model,
     geo: Option<&GeoDb>,
     ip: IpAddr,
     source: ClientSource,
 ) -> (ClientLocation, GeoLookup) {
+    // Inlined, so a caller that keeps only the location (the fast path) builds no pair.
+    let loc = located(model, geo, ip, source);
+    (loc, GeoLookup::of(&loc, geo.is_some()))
+}
+
+/// [`locate`]'s location.
+fn located(model: &Model, geo: Option<&GeoDb>, ip: IpAddr, source: ClientSource) -> ClientLocation {
     let ip = canonical_ip(ip);
     let mut loc = ClientLocation::unknown(ip, source);
     let mut deciding = 0u8;
-    let mut lookup = GeoLookup::Skipped;
     if let Some(cn) = model.client_networks.iter().find(|c| c.net.contains(&ip)) {
         let country = cn
             .country
@@ -64,7 +83,6 @@ pub fn locate(
     } else if let Some(db) = geo {
         match db.lookup(ip) {
             Some(hit) if hit.has_data() => {
-                lookup = GeoLookup::Hit;
                 loc.by = LocatedBy::GeoIp(hit.network);
                 loc.country = hit.country;
                 loc.continent = hit.continent;
@@ -79,13 +97,12 @@ pub fn locate(
                 deciding = hit.network.prefix_len();
             }
             Some(hit) => {
-                lookup = GeoLookup::Miss;
                 loc.by = LocatedBy::Unknown(Some(hit.network));
                 deciding = hit.network.prefix_len();
             }
-            None => lookup = GeoLookup::Miss,
+            None => {}
         }
     }
     loc.scope = deciding.max(crate::model::scope_floor(ip, &model.operator_networks));
-    (loc, lookup)
+    loc
 }

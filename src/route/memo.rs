@@ -1,12 +1,18 @@
-//! The route memo: nearest-region decisions remembered by client place, for one query
-//! loop (see [`RouteMemo`]).
+//! The route memo: nearest-region decisions remembered by client place, and client
+//! places remembered by address, for one query loop (see [`RouteMemo`]).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
 
 use super::decision::{LazyHash, SMALL, Work, begin, decide, fill_addrs, location_scope};
 use super::{HealthView, mix, route_into};
-use crate::model::{ClientLocation, Decision, Family, Model, Outcome, Policy, RegionId, ServiceId};
+use crate::model::{
+    AddrList, ClientLocation, ClientSource, Decision, Family, Model, Outcome, Policy, RegionId,
+    ServiceId,
+};
 
-/// What a memoised decision depended on: the service, the family and the located
-/// client's place. Nothing else about the client counts for the decisions kept (see
+/// What a memoised decision depended on: the service (or the twin it routes like, see
+/// [`RouteMemo::key_service`]), the family and the located client's place. Nothing else about the client counts for the decisions kept (see
 /// [`RouteMemo`]).
 /// Packed to 24 bytes (the `Option`s cost 16 more) so more places fit in cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -59,7 +65,9 @@ impl MemoKey {
             | u64::from(u16::from_le_bytes(self.country)) << 16
             | u64::from(u16::from_le_bytes(self.continent)) << 32
             | u64::from(self.flags) << 48;
-        mix(self.lat ^ mix(self.lon ^ mix(small)))
+        // One finaliser over the fields folded together: the key is compared in full,
+        // so the hash only spreads places over the slots (three rounds cost 15 a query).
+        mix(self.lat ^ self.lon.rotate_left(32) ^ small.wrapping_mul(0x9e37_79b9_7f4a_7c15))
     }
 }
 
@@ -88,6 +96,75 @@ pub(super) struct MemoSlot {
     kept: Kept,
 }
 
+/// The addresses a kept decision answers with, for one (region, family, fail open):
+/// the region's usable endpoints of the family, in config order. A kept decision was
+/// never rotated (more usable endpoints than `max_answers` makes it `Hashed`), so its
+/// list is all of them whatever the service's `max_answers`, and the same for every
+/// service and client that picks the region in this era.
+#[derive(Debug, Clone, Copy, Default)]
+struct AddrSlot {
+    /// [`RouteMemo::era`] when written; a slot of another era is empty.
+    era: u32,
+    addrs: AddrList,
+}
+
+/// Per service, the first service of the model with the same regions (in order),
+/// `max_answers` and `when_all_down`, both `nearest` and unfenced; itself when none.
+/// Weights are left to [`RouteMemo::key_service`], which compares the effective ones
+/// (config and overrides). Built once per model generation, off the per-query path.
+fn config_twins(model: &Model) -> Vec<ServiceId> {
+    let mut first: HashMap<(&[RegionId], u8, u8), ServiceId> = HashMap::new();
+    (0..model.services.len())
+        .map(|i| {
+            let s = &model.services[i];
+            let sid = i as ServiceId;
+            if s.policy != Policy::Nearest || !s.fence.is_empty() {
+                return sid;
+            }
+            *first
+                .entry((&s.regions[..], s.max_answers, s.when_all_down as u8))
+                .or_insert(sid)
+        })
+        .collect()
+}
+
+/// A located client, by the address it was located from (see [`RouteMemo::located`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PlaceSlot {
+    /// [`RouteMemo::place_era`] when written; a slot of another era is empty.
+    era: u32,
+    ip: IpAddr,
+    loc: ClientLocation,
+}
+
+impl Default for PlaceSlot {
+    fn default() -> Self {
+        let ip = IpAddr::from([0u8; 4]);
+        PlaceSlot {
+            era: 0,
+            ip,
+            loc: ClientLocation::unknown(ip, ClientSource::Resolver),
+        }
+    }
+}
+
+/// The slot of `ip` in [`RouteMemo::places`].
+fn place_index(ip: IpAddr) -> usize {
+    let h = match ip {
+        IpAddr::V4(a) => mix(u64::from(u32::from(a))),
+        IpAddr::V6(a) => {
+            let v = u128::from(a);
+            mix((v as u64) ^ mix((v >> 64) as u64 ^ 1))
+        }
+    };
+    h as usize & (RouteMemo::PLACES - 1)
+}
+
+/// Where [`RouteMemo::addrs`] keeps the list of region `rid`, `family`, `fail_open`.
+fn addr_index(rid: RegionId, family: Family, fail_open: bool) -> usize {
+    usize::from(rid) << 2 | usize::from(family == Family::V6) << 1 | usize::from(fail_open)
+}
+
 /// Nearest-region decisions remembered by client place, for one query loop.
 ///
 /// A GeoIP database maps millions of networks to a few hundred thousand places, and
@@ -101,10 +178,30 @@ pub(super) struct MemoSlot {
 /// a model whose latency table has none, so nothing else about the client is read by the
 /// decision; the scope is re-derived from the client. [`RouteMemo::sync`] forgets every
 /// slot when the snapshot generation or the health epoch changes, so a kept decision
-/// always saw the same regions and health states a fresh one would.
+/// always saw the same regions and health states a fresh one would. The address lists
+/// of kept decisions are remembered per (region, family, fail open) in the same eras, so
+/// a hit copies a ready list instead of filtering the region's endpoints again.
+/// Services that route alike share slots ([`RouteMemo::key_service`]).
+///
+/// The memo also keeps located clients by address ([`RouteMemo::located`]): locating
+/// depends on the snapshot and the address only, so those slots last a generation.
 #[derive(Debug, Default)]
 pub struct RouteMemo {
     slots: Vec<MemoSlot>,
+    /// Indexed by [`addr_index`]; grown to the model's regions when a hit needs it.
+    addrs: Vec<AddrSlot>,
+    /// Per service of the model of generation `twins_of`: the first service whose
+    /// config routes alike (see [`config_twins`]), itself when none.
+    twins: Vec<ServiceId>,
+    twins_of: Option<u64>,
+    /// Per service: (era, the service whose slots it shares in that era).
+    keys: Vec<(u32, ServiceId)>,
+    /// Located clients by address ([`RouteMemo::located`]), [`RouteMemo::PLACES`] once
+    /// used.
+    places: Vec<PlaceSlot>,
+    /// Moves with the generation only: a location does not depend on health.
+    place_era: u32,
+    place_hits: u64,
     era: u32,
     stamp: (u64, u64),
     hits: u64,
@@ -116,6 +213,51 @@ impl RouteMemo {
     /// 20% rather than 31%, about 200 instructions a query.
     pub const SLOTS: usize = 8192;
 
+    /// Located clients kept (a power of two): 384 KiB, touched only as it fills. On the
+    /// realistic workload half the located queries come from an address seen before.
+    pub const PLACES: usize = 4096;
+
+    /// Locations served from the memo so far.
+    pub fn place_hits(&self) -> u64 {
+        self.place_hits
+    }
+
+    /// The client located from `ip`, from the memo when this address was located in this
+    /// generation, else from `locate` (then kept). Call [`RouteMemo::sync`] first.
+    ///
+    /// Exact because `locate` must be a function of the snapshot (operator networks,
+    /// GeoIP database: one generation) and `ip` alone, `source` only copied into the
+    /// location, as [`crate::geo::locate`] is. Health is not read, so a new health epoch
+    /// keeps the places.
+    #[inline]
+    pub fn located(
+        &mut self,
+        ip: IpAddr,
+        source: ClientSource,
+        locate: impl FnOnce(IpAddr, ClientSource) -> ClientLocation,
+    ) -> ClientLocation {
+        if self.place_era == 0 {
+            return locate(ip, source);
+        }
+        if self.places.is_empty() {
+            self.places = vec![PlaceSlot::default(); Self::PLACES];
+        }
+        let slot = &mut self.places[place_index(ip)];
+        if slot.era == self.place_era && slot.ip == ip {
+            self.place_hits += 1;
+            let mut loc = slot.loc;
+            loc.source = source;
+            return loc;
+        }
+        let loc = locate(ip, source);
+        *slot = PlaceSlot {
+            era: self.place_era,
+            ip,
+            loc,
+        };
+        loc
+    }
+
     /// Decisions served from the memo so far.
     pub fn hits(&self) -> u64 {
         self.hits
@@ -125,14 +267,70 @@ impl RouteMemo {
     #[inline]
     pub fn sync(&mut self, generation: u64, epoch: u64) {
         if self.era == 0 || self.stamp != (generation, epoch) {
+            if self.era == 0 || self.stamp.0 != generation {
+                if self.place_era == u32::MAX {
+                    self.places.fill(PlaceSlot::default());
+                    self.place_era = 0;
+                }
+                self.place_era += 1;
+            }
             self.stamp = (generation, epoch);
             if self.era == u32::MAX {
                 // Eras are about to repeat: old slots must not look current.
                 self.slots.fill(MemoSlot::default());
+                self.addrs.fill(AddrSlot::default());
+                self.keys.fill((0, 0));
                 self.era = 0;
             }
             self.era += 1;
         }
+    }
+
+    /// The service whose slots `service` uses in this era: its config twin when the
+    /// operator's weight overrides leave both the same effective weights, else itself.
+    ///
+    /// Twins decide alike for every client: the decision reads of a service only its
+    /// regions (in order), policy, fence, `when_all_down`, `max_answers` and effective
+    /// weights, and the affinity hash (salted by the service) only in decisions the memo
+    /// does not keep. The TTL is the asked service's, set on every hit.
+    #[inline]
+    fn key_service(
+        &mut self,
+        model: &Model,
+        service: ServiceId,
+        health: &impl HealthView,
+    ) -> ServiceId {
+        if let Some(&(era, key)) = self.keys.get(usize::from(service))
+            && era == self.era
+        {
+            return key;
+        }
+        self.find_key_service(model, service, health)
+    }
+
+    /// [`RouteMemo::key_service`] for the first query of a service in an era.
+    #[inline(never)]
+    fn find_key_service(
+        &mut self,
+        model: &Model,
+        service: ServiceId,
+        health: &impl HealthView,
+    ) -> ServiceId {
+        let i = usize::from(service);
+        if self.twins_of != Some(self.stamp.0) || self.twins.len() != model.services.len() {
+            self.twins = config_twins(model);
+            self.twins_of = Some(self.stamp.0);
+            self.keys = vec![(0, 0); model.services.len()];
+        }
+        let twin = self.twins[i];
+        let (svc, tsvc) = (&model.services[i], &model.services[usize::from(twin)]);
+        let alike = svc.regions.iter().all(|&rid| {
+            let region = &model.regions[usize::from(rid)];
+            health.weight(service, svc, rid, region) == health.weight(twin, tsvc, rid, region)
+        });
+        let key = if alike { twin } else { service };
+        self.keys[i] = (self.era, key);
+        key
     }
 
     /// [`route_into`], from the memo when this place was decided in this era. Call
@@ -159,7 +357,7 @@ impl RouteMemo {
         if self.slots.is_empty() {
             self.slots = vec![MemoSlot::default(); Self::SLOTS];
         }
-        let key = MemoKey::new(service, family, client);
+        let key = MemoKey::new(self.key_service(model, service, health), family, client);
         let at = key.hash() as usize & (Self::SLOTS - 1);
         let slot = self.slots[at];
         if slot.era == self.era && slot.key == key {
@@ -176,22 +374,39 @@ impl RouteMemo {
                     out.region = region;
                     out.scope = location_scope(by_location, client);
                     if let Some(rid) = region {
-                        let mut hash = LazyHash {
-                            client,
-                            service,
-                            value: None,
-                        };
-                        // Kept only when the list was not rotated, so it is again not.
-                        fill_addrs(
-                            model,
-                            svc.max_answers,
-                            rid,
-                            family,
-                            fail_open,
-                            health,
-                            &mut hash,
-                            out,
-                        );
+                        let i = addr_index(rid, family, fail_open);
+                        if i >= self.addrs.len() {
+                            self.addrs
+                                .resize(model.regions.len() * 4, AddrSlot::default());
+                        }
+                        let list = &mut self.addrs[i];
+                        if list.era == self.era {
+                            // `outcome` and `region` are the kept ones, which the fill
+                            // that made this list also set.
+                            out.addrs = list.addrs;
+                        } else {
+                            let mut hash = LazyHash {
+                                client,
+                                service,
+                                value: None,
+                            };
+                            // Kept only when the list was not rotated, so it is again
+                            // not: the list holds every usable endpoint.
+                            fill_addrs(
+                                model,
+                                svc.max_answers,
+                                rid,
+                                family,
+                                fail_open,
+                                health,
+                                &mut hash,
+                                out,
+                            );
+                            *list = AddrSlot {
+                                era: self.era,
+                                addrs: out.addrs,
+                            };
+                        }
                     }
                     return;
                 }
@@ -200,6 +415,7 @@ impl RouteMemo {
                 }
             }
         }
+        // Decided for the service asked; kept for its twins too, which decide alike.
         let mut w = Work::<SMALL>::new(out);
         decide(&mut w, model, service, family, client, health);
         let kept = if w.depends_on_hash {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 use super::decision::{Cand, Metric, SMALL, Status, TIE_BOUND, rank_key, tie_limit};
-use super::memo::MemoSlot;
+use super::memo::{MemoSlot, PlaceSlot};
 use super::*;
 use crate::config::parse_client_key;
 use crate::model::{
@@ -1574,6 +1574,11 @@ fn route_memo_decides_as_route_does() {
             let k = leak(format!("country:{}", countries[next() as usize % 4]));
             s = s.fence(k, &names[..1 + next() as usize % names.len()]);
         }
+        // A twin of it (same config), whose own `weights` sometimes differ.
+        w = w.service(S {
+            name: "www2.t.",
+            ..s.clone()
+        });
         w = w.service(s);
         if next() % 3 == 0 {
             for c in continents {
@@ -1587,8 +1592,13 @@ fn route_memo_decides_as_route_does() {
                 w = w.latency(leak(format!("continent:{c}")), &row);
             }
         }
-        let b = w.build();
-        let sid = b.sid("www.t.");
+        let mut b = w.build();
+        let (sid, twin) = (b.sid("www.t."), b.sid("www2.t."));
+        if next() % 3 == 0 {
+            let rid = (next() % nreg as u64) as RegionId;
+            b.model.services[usize::from(twin)].weights =
+                vec![(rid, [0, 1, 100][next() as usize % 3])];
+        }
         // A few places, each asked from many subnets.
         let places: Vec<ClientLocation> = (0..6)
             .map(|_| {
@@ -1624,11 +1634,14 @@ fn route_memo_decides_as_route_does() {
                 if next() % 2 == 0 {
                     c = via_ecs(c, if v4 { 24 } else { 56 });
                 }
-                for fam in [Family::V4, Family::V6] {
+                for (fam, sid) in [Family::V4, Family::V6]
+                    .into_iter()
+                    .flat_map(|f| [(f, sid), (f, twin)])
+                {
                     let mut got = Decision::default();
                     memo.route_into(&b.model, sid, fam, &c, &health, &mut got);
                     let want = route(&b.model, sid, fam, &c, &health);
-                    assert_eq!(got, want, "world {world} epoch {epoch} {c:?} {fam:?}");
+                    assert_eq!(got, want, "world {world} epoch {epoch} {c:?} {fam:?} {sid}");
                     checked += 1;
                 }
             }
@@ -1639,6 +1652,233 @@ fn route_memo_decides_as_route_does() {
         hits * 3 > checked,
         "{hits} of {checked} decisions from the memo"
     );
+}
+
+#[test]
+fn route_memo_address_lists_are_new_in_each_era() {
+    // The memo keeps a region's address list per era: a health epoch or a new model
+    // generation must give the list as it now is, not the one a hit copied before.
+    let eu = region(
+        "eu-west",
+        53.35,
+        -6.26,
+        &["192.0.2.21", "192.0.2.22", "192.0.2.23"],
+    );
+    let b = World::new()
+        .region(eu.clone())
+        .region(us_east())
+        .service(service("www.t.", Policy::Nearest, &["eu-west", "us-east"]).max_answers(4))
+        // Same regions, fewer answers: three addresses rotate, so never kept.
+        .service(service("two.t.", Policy::Nearest, &["eu-west", "us-east"]).max_answers(2))
+        .build();
+    let (www, two) = (b.sid("www.t."), b.sid("two.t."));
+    let mut memo = RouteMemo::default();
+    let ask = |memo: &mut RouteMemo, b: &Built, sid, health: &Health| {
+        let mut d = Decision::default();
+        memo.route_into(&b.model, sid, Family::V4, &london(), health, &mut d);
+        assert_eq!(d, route(&b.model, sid, Family::V4, &london(), health));
+        addrs(&d)
+    };
+    memo.sync(1, 1);
+    for _ in 0..3 {
+        assert_eq!(
+            ask(&mut memo, &b, www, &all_up()),
+            ["192.0.2.21", "192.0.2.22", "192.0.2.23"]
+        );
+        assert_eq!(ask(&mut memo, &b, two, &all_up()).len(), 2);
+    }
+    assert_eq!(memo.hits(), 2, "the second and third www queries");
+    // Health changes, the region stays the pick: the kept list must not be reused.
+    memo.sync(1, 2);
+    let one_down = down(&["192.0.2.22"]);
+    for _ in 0..3 {
+        assert_eq!(
+            ask(&mut memo, &b, www, &one_down),
+            ["192.0.2.21", "192.0.2.23"]
+        );
+        // Two usable now: not rotated, so kept, from the same list.
+        assert_eq!(
+            ask(&mut memo, &b, two, &one_down),
+            ["192.0.2.21", "192.0.2.23"]
+        );
+    }
+    // Every endpoint down: failing open answers with all of them (another list).
+    memo.sync(1, 3);
+    let all_down = down(&["192.0.2.21", "192.0.2.22", "192.0.2.23", "192.0.2.11"]);
+    for _ in 0..3 {
+        assert_eq!(ask(&mut memo, &b, www, &all_down).len(), 3);
+    }
+    // A new generation with other addresses for the same region id.
+    let b2 = World::new()
+        .region(region("eu-west", 53.35, -6.26, &["192.0.2.99"]))
+        .region(us_east())
+        .service(service("www.t.", Policy::Nearest, &["eu-west", "us-east"]).max_answers(4))
+        .service(service("two.t.", Policy::Nearest, &["eu-west", "us-east"]).max_answers(2))
+        .build();
+    memo.sync(2, 3);
+    for _ in 0..3 {
+        assert_eq!(ask(&mut memo, &b2, www, &all_up()), ["192.0.2.99"]);
+    }
+}
+
+/// Every endpoint up; service `sid` gives region `rid` weight `w`, as an operator's
+/// weight override does.
+struct WeightOverride {
+    sid: ServiceId,
+    rid: RegionId,
+    w: u32,
+}
+
+impl HealthView for WeightOverride {
+    fn endpoint_up(&self, _: &Endpoint) -> bool {
+        true
+    }
+    fn weight(&self, sid: ServiceId, svc: &Service, rid: RegionId, region: &Region) -> u32 {
+        if (sid, rid) == (self.sid, self.rid) {
+            self.w
+        } else {
+            svc.weight(rid, region)
+        }
+    }
+}
+
+#[test]
+fn route_memo_shares_places_between_twin_services_only_while_they_route_alike() {
+    // Services with the same regions, max_answers and when_all_down share memo slots:
+    // a place decided for one is a hit for the other. An operator weight override or a
+    // per-service `weights` entry on one of them must end the sharing (here it makes
+    // the nearest region a standby for that service alone).
+    let b = World::new()
+        .region(eu_west())
+        .region(us_east())
+        .service(service("a.t.", Policy::Nearest, &["eu-west", "us-east"]))
+        .service(service("b.t.", Policy::Nearest, &["eu-west", "us-east"]))
+        .service(service("c.t.", Policy::Nearest, &["eu-west", "us-east"]).max_answers(3))
+        .build();
+    let (sa, sb, sc) = (b.sid("a.t."), b.sid("b.t."), b.sid("c.t."));
+    let eu = b.model.region_id("eu-west").unwrap();
+    let ask = |memo: &mut RouteMemo, model: &Model, sid, health: &dyn Fn() -> WeightOverride| {
+        let mut d = Decision::default();
+        memo.route_into(model, sid, Family::V4, &london(), &health(), &mut d);
+        assert_eq!(d, route(model, sid, Family::V4, &london(), &health()));
+        model.regions[usize::from(d.region.unwrap())].name.clone()
+    };
+    let plain = || WeightOverride {
+        sid: sa,
+        rid: eu,
+        w: 100,
+    };
+    let mut memo = RouteMemo::default();
+    memo.sync(1, 1);
+    assert_eq!(ask(&mut memo, &b.model, sa, &plain), "eu-west");
+    assert_eq!(memo.hits(), 0);
+    assert_eq!(ask(&mut memo, &b.model, sb, &plain), "eu-west");
+    assert_eq!(memo.hits(), 1, "b is a's twin");
+    assert_eq!(ask(&mut memo, &b.model, sc, &plain), "eu-west");
+    assert_eq!(
+        memo.hits(),
+        1,
+        "c answers with other max_answers: not a twin"
+    );
+
+    // An override makes eu-west b's standby.
+    let standby_b = || WeightOverride {
+        sid: sb,
+        rid: eu,
+        w: 0,
+    };
+    memo.sync(1, 2);
+    for _ in 0..2 {
+        assert_eq!(ask(&mut memo, &b.model, sa, &standby_b), "eu-west");
+        assert_eq!(ask(&mut memo, &b.model, sb, &standby_b), "us-east");
+    }
+    // Back to the same weights: twins again.
+    memo.sync(1, 3);
+    let before = memo.hits();
+    assert_eq!(ask(&mut memo, &b.model, sb, &plain), "eu-west");
+    assert_eq!(ask(&mut memo, &b.model, sa, &plain), "eu-west");
+    assert_eq!(memo.hits(), before + 1);
+
+    // A new generation where b's config `weights` do the same.
+    let mut b2 = b;
+    b2.model.services[usize::from(sb)].weights = vec![(eu, 0)];
+    memo.sync(2, 3);
+    for _ in 0..2 {
+        assert_eq!(ask(&mut memo, &b2.model, sa, &plain), "eu-west");
+        assert_eq!(ask(&mut memo, &b2.model, sb, &plain), "us-east");
+    }
+}
+
+#[test]
+fn route_memo_locates_each_address_once_per_generation() {
+    // `located` answers what `locate` made for that very address in this generation
+    // (never a neighbour's from the same slot), with the asker's source; a health epoch
+    // keeps the places, a new generation locates afresh.
+    let calls = std::cell::Cell::new(0u64);
+    let fresh = |generation: u64, ip: IpAddr, source: ClientSource| {
+        let h = match ip {
+            IpAddr::V4(a) => u64::from(u32::from(a)),
+            IpAddr::V6(a) => (u128::from(a) >> 64) as u64 ^ u128::from(a) as u64,
+        };
+        let mut l = london();
+        l.ip = ip;
+        l.source = source;
+        l.scope = ((h ^ generation) % 33) as u8;
+        l.coords = Some(Coordinates {
+            lat: (h % 180) as f64 - 90.0,
+            lon: generation as f64,
+        });
+        l
+    };
+    let mut memo = RouteMemo::default();
+    let mut x = 0x91ace5u64;
+    let ips: Vec<IpAddr> = (0..3 * RouteMemo::PLACES)
+        .map(|i| {
+            x = mix(x);
+            match i % 3 {
+                0 => IpAddr::V4(Ipv4Addr::from((x as u32) & 0xffff_ff00)),
+                1 => IpAddr::V6(Ipv6Addr::from(u128::from(x) << 72)),
+                _ => IpAddr::V4(Ipv4Addr::from(i as u32 & 0xff)),
+            }
+        })
+        .collect();
+    let ecs = ClientSource::Ecs { source_prefix: 24 };
+    for (generation, epoch) in [(1, 1), (1, 2), (2, 2)] {
+        memo.sync(generation, epoch);
+        for round in 0..3 {
+            for (i, &a) in ips.iter().enumerate() {
+                let source = if (i + round) % 2 == 0 {
+                    ecs
+                } else {
+                    ClientSource::Resolver
+                };
+                let got = memo.located(a, source, |a, s| {
+                    calls.set(calls.get() + 1);
+                    fresh(generation, a, s)
+                });
+                assert_eq!(
+                    got,
+                    fresh(generation, a, source),
+                    "{a} generation {generation}"
+                );
+            }
+        }
+    }
+    assert!(memo.place_hits() > 0 && calls.get() > 0);
+    // A hit's source is the asker's, the rest the kept location.
+    memo.sync(3, 2);
+    let a = ip("192.0.2.0");
+    memo.located(a, ClientSource::Resolver, |a, s| fresh(3, a, s));
+    let hits = memo.place_hits();
+    let got = memo.located(a, ecs, |_, _| unreachable!("kept"));
+    assert_eq!((memo.place_hits(), got), (hits + 1, fresh(3, a, ecs)));
+    // A health epoch keeps it; a new generation does not.
+    memo.sync(3, 3);
+    memo.located(a, ecs, |_, _| unreachable!("kept across a health epoch"));
+    memo.sync(4, 3);
+    let got = memo.located(a, ecs, |a, s| fresh(4, a, s));
+    assert_eq!(got, fresh(4, a, ecs));
+    assert_eq!(memo.place_hits(), hits + 2);
 }
 
 #[test]
@@ -1669,6 +1909,15 @@ fn route_memo_is_80_kib() {
     assert_eq!(
         std::mem::size_of::<MemoSlot>() * RouteMemo::SLOTS,
         320 << 10
+    );
+}
+
+#[test]
+fn route_memo_places_are_384_kib() {
+    // RouteMemo::PLACES documents the place memo's size; the RSS budget counts on it.
+    assert_eq!(
+        std::mem::size_of::<PlaceSlot>() * RouteMemo::PLACES,
+        384 << 10
     );
 }
 
