@@ -181,7 +181,7 @@ fn addr_index(rid: RegionId, family: Family, fail_open: bool) -> usize {
 /// always saw the same regions and health states a fresh one would. The address lists
 /// of kept decisions are remembered per (region, family, fail open) in the same eras, so
 /// a hit copies a ready list instead of filtering the region's endpoints again.
-/// Services that route alike share slots ([`RouteMemo::key_service`]).
+/// Services that route alike share slots (`RouteMemo::key_service`).
 ///
 /// The memo also keeps located clients by address ([`RouteMemo::located`]): locating
 /// depends on the snapshot and the address only, so those slots last a generation.
