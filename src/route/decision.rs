@@ -48,7 +48,7 @@ impl Metric {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct Cand {
     pub(super) region: RegionId,
     pub(super) order: u8,
@@ -61,37 +61,53 @@ pub(super) struct Cand {
     pub(super) picked: bool,
 }
 
-/// A tiny fixed-capacity vector so the decision never touches the heap.
+/// A tiny fixed-capacity vector so the decision never touches the heap. Unused items
+/// hold a filler value, never read: plain items rather than `Option`s, so reading one
+/// needs no tag check.
 pub(super) struct Stack<T: Copy, const N: usize> {
-    pub(super) items: [Option<T>; N],
+    pub(super) items: [T; N],
     pub(super) len: usize,
 }
 
 impl<T: Copy, const N: usize> Stack<T, N> {
-    fn new() -> Self {
+    fn new(filler: T) -> Self {
         Stack {
-            items: [None; N],
+            items: [filler; N],
             len: 0,
         }
     }
     fn push(&mut self, t: T) {
         if self.len < N {
-            self.items[self.len] = Some(t);
+            self.items[self.len] = t;
             self.len += 1;
         }
     }
-    pub(super) fn iter(&self) -> impl Iterator<Item = &T> + Clone {
-        self.items[..self.len].iter().flatten()
+    pub(super) fn iter(&self) -> std::slice::Iter<'_, T> {
+        self.items[..self.len].iter()
     }
-    fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
-        self.items[..self.len].iter_mut().flatten()
+    fn iter_mut(&mut self) -> std::slice::IterMut<'_, T> {
+        self.items[..self.len].iter_mut()
     }
-    pub(super) fn slice_mut(&mut self) -> &mut [Option<T>] {
+    pub(super) fn slice_mut(&mut self) -> &mut [T] {
         &mut self.items[..self.len]
     }
     fn get(&self, i: usize) -> Option<&T> {
-        self.items[..self.len].get(i)?.as_ref()
+        self.items[..self.len].get(i)
     }
+}
+
+impl Cand {
+    /// What unused [`Stack`] items hold.
+    const FILLER: Cand = Cand {
+        region: 0,
+        order: 0,
+        status: Status::Drained,
+        metric: Metric::Order,
+        weight: 0,
+        live: false,
+        tie: false,
+        picked: false,
+    };
 }
 
 /// The working state of one decision, kept so [`super::explain()`] can show it.
@@ -157,7 +173,7 @@ pub(super) struct LazyHash<'c> {
 }
 
 impl LazyHash<'_> {
-    fn get(&mut self) -> u64 {
+    pub(super) fn get(&mut self) -> u64 {
         *self
             .value
             .get_or_insert_with(|| affinity_hash(self.client, self.service))
@@ -223,22 +239,30 @@ pub(super) fn fill_addrs(
     let max = usize::from(max_answers);
     let usable =
         |ep: &Endpoint| family_matches(ep, family) && (fail_open || health.endpoint_up_in(rid, ep));
-    let n = region.endpoints.iter().filter(|ep| usable(ep)).count();
+    // One pass in the common case: the first `max` usable endpoints, counting them all.
+    let mut n = 0usize;
+    for ep in region.endpoints.iter().filter(|ep| usable(ep)) {
+        if n < max {
+            out.addrs.push(ep.address);
+        }
+        n += 1;
+    }
     let rotated = n > max;
-    let skip = if rotated {
-        (hash.get() >> 32) as usize % n
-    } else {
-        0
-    };
-    for ep in region
-        .endpoints
-        .iter()
-        .filter(|ep| usable(ep))
-        .cycle()
-        .skip(skip)
-        .take(n.min(max))
-    {
-        out.addrs.push(ep.address);
+    if rotated {
+        // More than `max_answers`: start at a client-hashed place in the usable list
+        // instead, so endpoints share the load.
+        out.addrs.clear();
+        let skip = (hash.get() >> 32) as usize % n;
+        for ep in region
+            .endpoints
+            .iter()
+            .filter(|ep| usable(ep))
+            .cycle()
+            .skip(skip)
+            .take(max)
+        {
+            out.addrs.push(ep.address);
+        }
     }
     out.region = Some(rid);
     out.outcome = if out.addrs.is_empty() {
@@ -282,10 +306,86 @@ pub(super) fn rank_key(c: &Cand) -> u128 {
         | u128::from(c.order)
 }
 
+/// A region that is up, or down only by its endpoints' health (so `when_all_down` may
+/// still answer with it).
+fn eligible(status: Status) -> bool {
+    matches!(status, Status::Up | Status::Down { .. })
+}
+
+/// Step 3 and 4 of a `nearest` service: each candidate's metric (latency row, else
+/// distance, else order), the best live one, the tie set around it, and the pick among
+/// the ties by weight.
+fn nearest<const N: usize>(
+    w: &mut Work<'_, N>,
+    model: &Model,
+    client: &ClientLocation,
+    hash: &mut LazyHash<'_>,
+) -> Option<RegionId> {
+    let row = model.latency.lookup(client);
+    w.latency_row = row.as_ref().map(|(k, _)| k.clone());
+    // The client's sines and cosines once; per region only arithmetic.
+    let from = client.coords.map(|c| c.trig());
+    // Live first, then by metric group, value and `regions` order: one integer key per
+    // candidate. The best is found while the metrics are computed; only the tie set
+    // needs ordering, so there is no sort of the whole list (explain sorts it for
+    // display).
+    let mut keys = [u128::MAX; N];
+    let mut best: Option<(u128, Metric, u8)> = None;
+    for (i, c) in w.cands.iter_mut().enumerate() {
+        let region = &model.regions[usize::from(c.region)];
+        c.metric = match (
+            row.as_ref().and_then(|(_, r)| r.get(c.region)),
+            &from,
+            &region.trig,
+        ) {
+            (Some(ms), _, _) => Metric::Latency(ms),
+            (None, Some(from), Some(to)) => Metric::Distance(from.hav(to)),
+            _ => Metric::Order,
+        };
+        if c.live {
+            let k = rank_key(c);
+            keys[i] = k;
+            if best.is_none_or(|(b, _, _)| k < b) {
+                best = Some((k, c.metric, c.order));
+            }
+        }
+    }
+    let (_, best, best_order) = best?;
+    let mut ties = [0u128; N];
+    let mut n = 0;
+    let mut limit = None;
+    for (i, c) in w.cands.iter_mut().enumerate().filter(|(_, c)| c.live) {
+        // Within 10% of the best RTT or distance (distance compared as haversine terms,
+        // which grow with it).
+        c.tie = match (best, c.metric) {
+            (Metric::Order, _) => c.order == best_order,
+            (Metric::Distance(a), Metric::Distance(m)) => {
+                m == a || (m <= a * TIE_BOUND && m <= *limit.get_or_insert_with(|| tie_limit(a)))
+            }
+            (b, m) => m.group() == b.group() && m.value() <= b.value() * 1.1,
+        };
+        if c.tie {
+            ties[n] = keys[i];
+            n += 1;
+        }
+    }
+    let ties = &mut ties[..n];
+    if n > 1 {
+        ties.sort_unstable();
+    }
+    w.depends_on_hash = n > 1;
+    // The key's low byte is the `regions` order, which is the candidate's index.
+    let pool = ties
+        .iter()
+        .filter_map(|k| w.cands.get(usize::from(*k as u8)))
+        .map(|c| (c.region, c.weight));
+    weighted_pick(pool, hash)
+}
+
 impl<'d, const N: usize> Work<'d, N> {
     pub(super) fn new(decision: &'d mut Decision) -> Self {
         Work {
-            cands: Stack::new(),
+            cands: Stack::new(Cand::FILLER),
             fence: None,
             latency_row: None,
             all_down: None,
@@ -315,7 +415,11 @@ pub(super) fn decide<const N: usize>(
     w.depends_on_location = !svc.fence.is_empty();
     begin(w.decision, svc.ttl);
 
-    // 1. Candidates and 2. health.
+    // 1. Candidates and 2. health. What the later steps ask of the whole list (any
+    // live? any eligible? a live weighted region, a live standby one?) is gathered here,
+    // in the one pass over the regions.
+    let (mut live_n, mut any_eligible, mut live_weighted, mut live_standby) =
+        (0usize, false, false, false);
     for (order, &rid) in svc.regions.iter().enumerate() {
         let region = &model.regions[usize::from(rid)];
         let status = if health.drained(rid, region) {
@@ -328,13 +432,7 @@ pub(super) fn decide<const N: usize>(
         } else if !region_has(region, family) {
             Status::NoFamily
         } else {
-            let (mut up, mut up_family) = (0u32, 0u32);
-            for ep in &region.endpoints {
-                if health.endpoint_up_in(rid, ep) {
-                    up += 1;
-                    up_family += u32::from(family_matches(ep, family));
-                }
-            }
+            let (up, up_family) = health.endpoints_up(rid, region, family);
             if region.enough_up(u64::from(up)) && up_family > 0 {
                 Status::Up
             } else {
@@ -344,21 +442,26 @@ pub(super) fn decide<const N: usize>(
                 }
             }
         };
+        let weight = health.weight(service, svc, rid, region);
+        let live = status == Status::Up;
+        live_n += usize::from(live);
+        any_eligible |= eligible(status);
+        live_weighted |= live && weight > 0;
+        live_standby |= live && weight == 0;
         w.cands.push(Cand {
             region: rid,
             order: order as u8,
             status,
             metric: Metric::Order,
-            weight: health.weight(service, svc, rid, region),
-            live: status == Status::Up,
+            weight,
+            live,
             tie: false,
             picked: false,
         });
     }
 
-    let eligible = |c: &Cand| matches!(c.status, Status::Up | Status::Down { .. });
-    if !w.cands.iter().any(|c| c.live) {
-        if !w.cands.iter().any(eligible) {
+    if live_n == 0 {
+        if !any_eligible {
             // Nothing of this family inside the fence: the name exists, so NODATA.
             w.decision.scope = location_scope(w.depends_on_location, client);
             return;
@@ -369,12 +472,12 @@ pub(super) fn decide<const N: usize>(
                 w.fail_open = true;
                 w.cands
                     .iter_mut()
-                    .filter(|c| eligible(c))
+                    .filter(|c| eligible(c.status))
                     .for_each(|c| c.live = true);
             }
             AllDown::First => {
                 w.fail_open = true;
-                if let Some(c) = w.cands.iter_mut().find(|c| eligible(c)) {
+                if let Some(c) = w.cands.iter_mut().find(|c| eligible(c.status)) {
                     c.live = true;
                 }
             }
@@ -388,14 +491,20 @@ pub(super) fn decide<const N: usize>(
                 return;
             }
         }
+        // Failing open changed who is live (rare: every region down): count again.
+        for c in w.cands.iter().filter(|c| c.live) {
+            live_n += 1;
+            live_weighted |= c.weight > 0;
+            live_standby |= c.weight == 0;
+        }
     }
 
     // Standby: weight-0 regions only serve when no weighted region is live.
-    if w.cands.iter().any(|c| c.live && c.weight > 0) {
-        w.cands
-            .iter_mut()
-            .filter(|c| c.weight == 0)
-            .for_each(|c| c.live = false);
+    if live_weighted && live_standby {
+        for c in w.cands.iter_mut().filter(|c| c.live && c.weight == 0) {
+            c.live = false;
+            live_n -= 1;
+        }
     }
 
     let mut hash = LazyHash {
@@ -403,7 +512,6 @@ pub(super) fn decide<const N: usize>(
         service,
         value: None,
     };
-    let live_count = w.cands.iter().filter(|c| c.live).count();
 
     // 3. Rank and 4. pick.
     let picked = match svc.policy {
@@ -419,7 +527,7 @@ pub(super) fn decide<const N: usize>(
                 .iter_mut()
                 .filter(|c| c.live)
                 .for_each(|c| c.tie = true);
-            w.depends_on_hash = live_count > 1;
+            w.depends_on_hash = live_n > 1;
             let ties = w
                 .cands
                 .iter()
@@ -428,63 +536,8 @@ pub(super) fn decide<const N: usize>(
             weighted_pick(ties, &mut hash)
         }
         Policy::Nearest => {
-            let row = model.latency.lookup(client);
-            w.latency_row = row.as_ref().map(|(k, _)| k.clone());
-            w.depends_on_location |= live_count > 1;
-            // The client's sines and cosines once; per region only arithmetic.
-            let from = client.coords.map(|c| c.trig());
-            for c in w.cands.iter_mut() {
-                let region = &model.regions[usize::from(c.region)];
-                c.metric = match (
-                    row.as_ref().and_then(|(_, r)| r.get(c.region)),
-                    &from,
-                    &region.trig,
-                ) {
-                    (Some(ms), _, _) => Metric::Latency(ms),
-                    (None, Some(from), Some(to)) => Metric::Distance(from.hav(to)),
-                    _ => Metric::Order,
-                };
-            }
-            // Live first, then by metric group, value and `regions` order: one integer
-            // key per candidate. Only the best and the tie set need ordering, so there is
-            // no sort of the whole list (explain sorts it for display).
-            let best = w
-                .cands
-                .iter()
-                .filter(|c| c.live)
-                .min_by_key(|c| rank_key(c))
-                .map(|c| (c.metric, c.order));
-            let mut ties = [0u128; N];
-            let mut n = 0;
-            if let Some((best, best_order)) = best {
-                let mut limit = None;
-                for c in w.cands.iter_mut().filter(|c| c.live) {
-                    // Within 10% of the best RTT or distance (distance compared as
-                    // haversine terms, which grow with it).
-                    c.tie = match (best, c.metric) {
-                        (Metric::Order, _) => c.order == best_order,
-                        (Metric::Distance(a), Metric::Distance(m)) => {
-                            m == a
-                                || (m <= a * TIE_BOUND
-                                    && m <= *limit.get_or_insert_with(|| tie_limit(a)))
-                        }
-                        (b, m) => m.group() == b.group() && m.value() <= b.value() * 1.1,
-                    };
-                    if c.tie {
-                        ties[n] = rank_key(c);
-                        n += 1;
-                    }
-                }
-            }
-            let ties = &mut ties[..n];
-            ties.sort_unstable();
-            w.depends_on_hash = ties.len() > 1;
-            // The key's low byte is the `regions` order, which is the candidate's index.
-            let pool = ties
-                .iter()
-                .filter_map(|k| w.cands.get(usize::from(*k as u8)))
-                .map(|c| (c.region, c.weight));
-            weighted_pick(pool, &mut hash)
+            w.depends_on_location |= live_n > 1;
+            nearest(w, model, client, &mut hash)
         }
     };
 

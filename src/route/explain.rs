@@ -89,9 +89,7 @@ pub fn explain(
     decide(&mut w, model, service, family, client, health);
     let svc = &model.services[usize::from(service)];
     if svc.policy == Policy::Nearest {
-        w.cands
-            .slice_mut()
-            .sort_unstable_by_key(|c| c.as_ref().map_or(u128::MAX, rank_key));
+        w.cands.slice_mut().sort_unstable_by_key(rank_key);
     }
     let fam = if family == Family::V4 { "IPv4" } else { "IPv6" };
     let row = w

@@ -1,14 +1,15 @@
 //! The route memo: nearest-region decisions remembered by client place, and client
 //! places remembered by address, for one query loop (see [`RouteMemo`]).
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::net::IpAddr;
 
 use super::decision::{LazyHash, SMALL, Work, begin, decide, fill_addrs, location_scope};
 use super::{HealthView, mix, route_into};
 use crate::model::{
-    AddrList, ClientLocation, ClientSource, Decision, Family, Model, Outcome, Policy, RegionId,
-    ServiceId,
+    AddrList, ClientLocation, ClientSource, Decision, Endpoint, Family, Model, Outcome, Policy,
+    Region, RegionId, Service, ServiceId,
 };
 
 /// What a memoised decision depended on: the service (or the twin it routes like, see
@@ -165,6 +166,78 @@ fn addr_index(rid: RegionId, family: Family, fail_open: bool) -> usize {
     usize::from(rid) << 2 | usize::from(family == Family::V6) << 1 | usize::from(fail_open)
 }
 
+/// A region's endpoints up, as [`HealthView::endpoints_up`] counts them, kept for one era.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct UpCount {
+    /// [`RouteMemo::era`] when counted; a count of another era is not known.
+    era: u32,
+    up: u32,
+    up_v4: u32,
+    up_v6: u32,
+}
+
+/// The caller's health view, with [`HealthView::endpoints_up`] answered from counts kept
+/// for the era: every decision of a service counts the endpoints of each of its regions,
+/// and health (probes and overrides) is the same for the whole era, so a region is
+/// counted once an era instead of once a decision.
+struct Counted<'a, H> {
+    health: &'a H,
+    counts: &'a [Cell<UpCount>],
+    era: u32,
+}
+
+impl<H: HealthView> HealthView for Counted<'_, H> {
+    #[inline]
+    fn endpoint_up(&self, ep: &Endpoint) -> bool {
+        self.health.endpoint_up(ep)
+    }
+
+    #[inline]
+    fn endpoint_up_in(&self, rid: RegionId, ep: &Endpoint) -> bool {
+        self.health.endpoint_up_in(rid, ep)
+    }
+
+    #[inline]
+    fn endpoints_up(&self, rid: RegionId, region: &Region, family: Family) -> (u32, u32) {
+        let Some(cell) = self.counts.get(usize::from(rid)) else {
+            return self.health.endpoints_up(rid, region, family);
+        };
+        let mut c = cell.get();
+        if c.era != self.era {
+            c = UpCount {
+                era: self.era,
+                ..UpCount::default()
+            };
+            for ep in &region.endpoints {
+                if self.health.endpoint_up_in(rid, ep) {
+                    c.up += 1;
+                    if ep.address.is_ipv4() {
+                        c.up_v4 += 1;
+                    } else {
+                        c.up_v6 += 1;
+                    }
+                }
+            }
+            cell.set(c);
+        }
+        let of_family = match family {
+            Family::V4 => c.up_v4,
+            Family::V6 => c.up_v6,
+        };
+        (c.up, of_family)
+    }
+
+    #[inline]
+    fn drained(&self, rid: RegionId, region: &Region) -> bool {
+        self.health.drained(rid, region)
+    }
+
+    #[inline]
+    fn weight(&self, sid: ServiceId, svc: &Service, rid: RegionId, region: &Region) -> u32 {
+        self.health.weight(sid, svc, rid, region)
+    }
+}
+
 /// Nearest-region decisions remembered by client place, for one query loop.
 ///
 /// A GeoIP database maps millions of networks to a few hundred thousand places, and
@@ -190,6 +263,9 @@ pub struct RouteMemo {
     slots: Vec<MemoSlot>,
     /// Indexed by [`addr_index`]; grown to the model's regions when a hit needs it.
     addrs: Vec<AddrSlot>,
+    /// Per region: its endpoints up in this era (see `Counted`); sized to the model's
+    /// regions when a decision needs it.
+    counts: Vec<Cell<UpCount>>,
     /// Per service of the model of generation `twins_of`: the first service whose
     /// config routes alike (see [`config_twins`]), itself when none.
     twins: Vec<ServiceId>,
@@ -279,6 +355,7 @@ impl RouteMemo {
                 // Eras are about to repeat: old slots must not look current.
                 self.slots.fill(MemoSlot::default());
                 self.addrs.fill(AddrSlot::default());
+                self.counts.fill(Cell::default());
                 self.keys.fill((0, 0));
                 self.era = 0;
             }
@@ -410,14 +487,21 @@ impl RouteMemo {
                     }
                     return;
                 }
-                Kept::Hashed => {
-                    return route_into(model, service, family, client, health, out);
-                }
+                Kept::Hashed => {}
             }
         }
+        if self.counts.len() < model.regions.len() {
+            self.counts.resize(model.regions.len(), Cell::default());
+        }
+        let health = Counted {
+            health,
+            counts: &self.counts,
+            era: self.era,
+        };
         // Decided for the service asked; kept for its twins too, which decide alike.
+        // A `Hashed` slot is decided afresh too and stays `Hashed`.
         let mut w = Work::<SMALL>::new(out);
-        decide(&mut w, model, service, family, client, health);
+        decide(&mut w, model, service, family, client, &health);
         let kept = if w.depends_on_hash {
             Kept::Hashed
         } else {

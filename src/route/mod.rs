@@ -52,6 +52,21 @@ pub trait HealthView {
         self.endpoint_up(ep)
     }
 
+    /// Region `rid`'s endpoints that count as up ([`HealthView::endpoint_up_in`]): all of
+    /// them, and those of `family`. A view may answer from counts it keeps, as the route
+    /// memo's does for the length of a health epoch; the answer must be the count.
+    #[inline]
+    fn endpoints_up(&self, rid: RegionId, region: &Region, family: Family) -> (u32, u32) {
+        let (mut up, mut up_family) = (0u32, 0u32);
+        for ep in &region.endpoints {
+            if self.endpoint_up_in(rid, ep) {
+                up += 1;
+                up_family += u32::from(decision::family_matches(ep, family));
+            }
+        }
+        (up, up_family)
+    }
+
     /// True when region `rid` is drained, by config or by an override.
     #[inline]
     fn drained(&self, _rid: RegionId, region: &Region) -> bool {

@@ -1940,3 +1940,332 @@ fn mix_is_splitmix64_and_never_changes() {
         ]
     );
 }
+
+mod oracle;
+
+/// A health view with everything an operator can set: endpoints down by probe, endpoints
+/// forced up or down, drained regions and per-service weight overrides.
+#[derive(Default)]
+struct Overridden {
+    down: HashSet<IpAddr>,
+    forced: HashMap<(RegionId, IpAddr), bool>,
+    drained: HashSet<RegionId>,
+    weights: HashMap<(ServiceId, RegionId), u32>,
+}
+
+impl HealthView for Overridden {
+    fn endpoint_up(&self, ep: &Endpoint) -> bool {
+        !self.down.contains(&ep.address)
+    }
+    fn endpoint_up_in(&self, rid: RegionId, ep: &Endpoint) -> bool {
+        match self.forced.get(&(rid, ep.address)) {
+            Some(&up) => up,
+            None => self.endpoint_up(ep),
+        }
+    }
+    fn drained(&self, rid: RegionId, region: &Region) -> bool {
+        region.drain || self.drained.contains(&rid)
+    }
+    fn weight(&self, sid: ServiceId, svc: &Service, rid: RegionId, region: &Region) -> u32 {
+        self.weights
+            .get(&(sid, rid))
+            .copied()
+            .unwrap_or_else(|| svc.weight(rid, region))
+    }
+}
+
+/// A random world for the equivalence tests: `nreg` regions (some sharing coordinates,
+/// some nowhere, mixed families, weights 0/1/50/100, drains, min_healthy), services of
+/// every policy, fence and when_all_down, latency rows by continent, country and cidr
+/// with few distinct values (so ties are common). Returns the world, the region names,
+/// every endpoint address and the service names.
+fn random_world(
+    next: &mut impl FnMut() -> u64,
+    nreg: usize,
+) -> (
+    Built,
+    Vec<&'static str>,
+    Vec<&'static str>,
+    Vec<&'static str>,
+) {
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let (mut w, mut names, mut eps_all) = (World::new(), Vec::new(), Vec::new());
+    for r in 0..nreg {
+        let name = leak(format!("r{r:02}"));
+        names.push(name);
+        let eps: Vec<&'static str> = (0..1 + next() as usize % 4)
+            .map(|e| {
+                leak(if next().is_multiple_of(3) {
+                    format!("2001:db8::{r}:{e}")
+                } else {
+                    format!("192.0.2.{}", r * 4 + e)
+                })
+            })
+            .collect();
+        eps_all.extend(eps.iter().copied());
+        let mut reg = match next() % 5 {
+            0 => region_nowhere(name, &eps),
+            1 => region(name, 50.0, 8.0, &eps),
+            2 => region(name, 51.5, -0.1, &eps),
+            _ => region(
+                name,
+                (next() % 1700) as f64 / 10.0 - 85.0,
+                (next() % 3600) as f64 / 10.0 - 180.0,
+                &eps,
+            ),
+        };
+        reg = reg.weight([0, 1, 50, 100][next() as usize % 4]);
+        if next().is_multiple_of(10) {
+            reg = reg.drained();
+        }
+        if next().is_multiple_of(4) {
+            reg = reg.min_healthy(2);
+        }
+        w = w.region(reg);
+    }
+    let mut svcs = Vec::new();
+    for (i, policy) in [
+        Policy::Nearest,
+        Policy::Nearest,
+        Policy::Failover,
+        Policy::Weighted,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let name = leak(format!("s{i}.t."));
+        svcs.push(name);
+        // Each service lists a random non-empty subset of the regions, in random order.
+        let mut regs: Vec<&'static str> = names
+            .iter()
+            .copied()
+            .filter(|_| !next().is_multiple_of(4))
+            .collect();
+        if regs.is_empty() {
+            regs.push(names[0]);
+        }
+        for j in (1..regs.len()).rev() {
+            regs.swap(j, next() as usize % (j + 1));
+        }
+        let mut s = service(name, policy, &regs)
+            .max_answers(1 + (next() % 4) as u8)
+            .when_all_down(
+                [
+                    AllDown::All,
+                    AllDown::First,
+                    AllDown::NoData,
+                    AllDown::ServFail,
+                ][next() as usize % 4],
+            );
+        match next() % 6 {
+            0 => {
+                let k = ["country:GB", "country:DE", "continent:NA"][next() as usize % 3];
+                s = s.fence(k, &regs[..1 + next() as usize % regs.len()]);
+            }
+            1 => {
+                s = s.fence(
+                    "cidr:192.0.2.0/25",
+                    &regs[..1 + next() as usize % regs.len()],
+                )
+            }
+            _ => {}
+        }
+        w = w.service(s);
+    }
+    if next().is_multiple_of(2) {
+        for key in [
+            "continent:EU",
+            "continent:NA",
+            "country:JP",
+            "cidr:192.0.2.0/26",
+        ] {
+            let mut row: Vec<(&'static str, u32)> = Vec::new();
+            for n in &names {
+                let r = next();
+                if r.is_multiple_of(2) {
+                    // Few distinct values: equal and within-10% RTTs are common.
+                    row.push((*n, [10, 10, 11, 30, 100][(r >> 8) as usize % 5]));
+                }
+            }
+            if !next().is_multiple_of(3) {
+                w = w.latency(key, &row);
+            }
+        }
+    }
+    (w.build(), names, eps_all, svcs)
+}
+
+/// A random client: one of a few places (some exactly at a region's coordinates), or
+/// nowhere; an address inside or outside the cidr keys; ECS or not.
+fn random_client(next: &mut impl FnMut() -> u64) -> ClientLocation {
+    let ip_s = ["192.0.2.1", "192.0.2.77", "192.0.2.200", "198.51.100.9"][next() as usize % 4];
+    let mut c = match next() % 6 {
+        0 => nowhere(ip_s),
+        1 => geo(ip_s, 24, "DE", "EU", 50.0, 8.0),
+        2 => geo(ip_s, 24, "GB", "EU", 51.5, -0.1),
+        3 => geo(ip_s, 24, "JP", "AS", 35.7, 139.7),
+        _ => geo(
+            ip_s,
+            24,
+            ["GB", "DE", "US", "JP"][next() as usize % 4],
+            ["EU", "NA", "AS"][next() as usize % 3],
+            (next() % 1800) as f64 / 10.0 - 90.0,
+            (next() % 3600) as f64 / 10.0 - 180.0,
+        ),
+    };
+    c.scope = (next() % 33) as u8;
+    if next().is_multiple_of(2) {
+        c = via_ecs(c, 24);
+    }
+    c
+}
+
+/// Random operator state over a world: probes down, forced endpoints, drains, weights.
+fn random_overrides(
+    next: &mut impl FnMut() -> u64,
+    b: &Built,
+    eps_all: &[&'static str],
+) -> Overridden {
+    let mut h = Overridden {
+        down: eps_all
+            .iter()
+            .filter(|_| next().is_multiple_of(4))
+            .map(|a| ip(a))
+            .collect(),
+        ..Overridden::default()
+    };
+    for (rid, region) in b.model.regions.iter().enumerate() {
+        let rid = rid as RegionId;
+        for ep in &region.endpoints {
+            if next().is_multiple_of(8) {
+                h.forced.insert((rid, ep.address), next().is_multiple_of(2));
+            }
+        }
+        if next().is_multiple_of(12) {
+            h.drained.insert(rid);
+        }
+        for sid in 0..b.model.services.len() {
+            if next().is_multiple_of(10) {
+                h.weights
+                    .insert((sid as ServiceId, rid), [0, 1, 100][next() as usize % 3]);
+            }
+        }
+    }
+    h
+}
+
+/// One world's decisions by the current and the old `decide`, working state included
+/// (explain shows it); returns (decisions compared, of them with a tie set of several).
+fn compare_with_the_old_decide<const N: usize>(
+    world: u64,
+    b: &Built,
+    svcs: &[&str],
+    health: &Overridden,
+    clients: &[ClientLocation],
+) -> (usize, usize) {
+    let (mut compared, mut tied) = (0, 0);
+    for c in clients {
+        for name in svcs {
+            let sid = b.sid(name);
+            for family in [Family::V4, Family::V6] {
+                let mut d = Decision::default();
+                let mut w = super::decision::Work::<N>::new(&mut d);
+                super::decision::decide(&mut w, &b.model, sid, family, c, health);
+                let (old, old_d) = oracle::old_decide::<N>(&b.model, sid, family, c, health);
+                let at = format!("world {world} {name} {family:?} {c:?}");
+                assert_eq!(
+                    w.cands.iter().copied().collect::<Vec<_>>(),
+                    old.list(),
+                    "{at}"
+                );
+                assert_eq!(w.fence, old.fence, "{at}");
+                assert_eq!(w.latency_row, old.latency_row, "{at}");
+                assert_eq!(w.all_down, old.all_down, "{at}");
+                assert_eq!(w.depends_on_location, old.depends_on_location, "{at}");
+                assert_eq!(w.depends_on_hash, old.depends_on_hash, "{at}");
+                assert_eq!(w.fail_open, old.fail_open, "{at}");
+                assert_eq!(d, old_d, "{at}");
+                compared += 1;
+                tied += usize::from(old.list().iter().filter(|c| c.tie).count() > 1);
+            }
+        }
+    }
+    (compared, tied)
+}
+
+#[test]
+fn decide_equals_the_old_decide_on_random_worlds() {
+    // The decision was made cheaper (flags gathered in the candidate pass, the best
+    // found with the metrics, the tie set sorted only when it has several members,
+    // addresses in one pass, endpoints counted by the view): on random worlds with every
+    // policy, fence kind, latency key, override and when_all_down, the current decide
+    // and the old one (tests/oracle.rs) agree on the decision and the whole working
+    // state, for the small and the large working array.
+    let mut x: u64 = 0x0dec1de;
+    let mut next = move || {
+        x = mix(x);
+        x
+    };
+    let (mut compared, mut tied) = (0, 0);
+    for world in 0..1500u64 {
+        let nreg = 1 + next() as usize % (SMALL + 4);
+        let (b, _, eps_all, svcs) = random_world(&mut next, nreg);
+        let health = random_overrides(&mut next, &b, &eps_all);
+        let clients: Vec<ClientLocation> = (0..6).map(|_| random_client(&mut next)).collect();
+        let (c, t) = if nreg <= SMALL && next() % 2 == 0 {
+            compare_with_the_old_decide::<SMALL>(world, &b, &svcs, &health, &clients)
+        } else {
+            compare_with_the_old_decide::<MAX_SERVICE_REGIONS>(world, &b, &svcs, &health, &clients)
+        };
+        compared += c;
+        tied += t;
+    }
+    assert!(
+        tied * 10 > compared,
+        "only {tied} of {compared} decisions had a tie set of several regions"
+    );
+}
+
+#[test]
+fn route_memo_decides_with_every_answer_of_the_health_view() {
+    // The memo answers HealthView::endpoints_up from counts kept per era: with probes,
+    // forced endpoints, drains and weight overrides changing between eras (as a health
+    // epoch announces them), every memo decision equals a fresh route() with the view
+    // itself, and an era's counts are never those of the one before.
+    let mut x: u64 = 0xc0_47ed;
+    let mut next = move || {
+        x = mix(x);
+        x
+    };
+    let (mut checked, mut hits) = (0u64, 0u64);
+    for world in 0..300u64 {
+        let nreg = 1 + next() as usize % SMALL;
+        let (b, _, eps_all, svcs) = random_world(&mut next, nreg);
+        let mut memo = RouteMemo::default();
+        for epoch in 0..4 {
+            let health = random_overrides(&mut next, &b, &eps_all);
+            memo.sync(world, epoch);
+            for _ in 0..30 {
+                let c = random_client(&mut next);
+                for name in &svcs {
+                    let sid = b.sid(name);
+                    for family in [Family::V4, Family::V6] {
+                        let mut got = Decision::default();
+                        memo.route_into(&b.model, sid, family, &c, &health, &mut got);
+                        let want = route(&b.model, sid, family, &c, &health);
+                        assert_eq!(
+                            got, want,
+                            "world {world} epoch {epoch} {name} {family:?} {c:?}"
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        hits += memo.hits();
+    }
+    assert!(
+        hits * 10 > checked,
+        "{hits} of {checked} decisions from the memo"
+    );
+}
