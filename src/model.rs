@@ -1031,6 +1031,22 @@ impl AddrList {
     pub fn clear(&mut self) {
         self.len = 0;
     }
+    /// Becomes equal to `other`, copying only its addresses: the whole list is some 270
+    /// bytes, and a region answers with a few addresses (the route memo copies a kept
+    /// list on every hit).
+    #[inline]
+    pub fn assign(&mut self, other: &AddrList) {
+        // The first few slots are copied whether used or not: a copy of a fixed size is
+        // a few vector moves, one of the used length a call to memcpy. Slots past the
+        // length are never read.
+        const HEAD: usize = 4;
+        self.addrs[..HEAD].copy_from_slice(&other.addrs[..HEAD]);
+        let n = usize::from(other.len);
+        if n > HEAD {
+            self.addrs[HEAD..n].copy_from_slice(&other.addrs[HEAD..n]);
+        }
+        self.len = other.len;
+    }
 }
 
 /// Lists are equal when their addresses are: slots past the length do not count.
@@ -1308,6 +1324,33 @@ mod tests {
         }
         assert!(!l.push(IpAddr::V4(Ipv4Addr::LOCALHOST)));
         assert_eq!(l.len(), MAX_ANSWERS);
+    }
+
+    #[test]
+    fn an_assigned_list_equals_its_source_whatever_it_held() {
+        // A longer, shorter, empty or full list before: afterwards the same addresses
+        // in the same order, and pushing goes on after them.
+        let list = |n: usize, base: u8| {
+            let mut l = AddrList::default();
+            for i in 0..n {
+                l.push(IpAddr::V4(Ipv4Addr::new(198, 51, base, i as u8)));
+            }
+            l
+        };
+        for before in [0, 1, 3, 5, MAX_ANSWERS] {
+            for n in [0, 1, 2, 4, 5, MAX_ANSWERS] {
+                let mut l = list(before, 1);
+                let src = list(n, 2);
+                l.assign(&src);
+                assert_eq!(l, src);
+                assert_eq!(l.as_slice(), src.as_slice());
+                if n < MAX_ANSWERS {
+                    assert!(l.push(IpAddr::V6(Ipv6Addr::LOCALHOST)));
+                    assert_eq!(l.as_slice()[n], IpAddr::V6(Ipv6Addr::LOCALHOST));
+                    assert_eq!(&l.as_slice()[..n], src.as_slice());
+                }
+            }
+        }
     }
 
     #[test]

@@ -460,7 +460,7 @@ impl RouteMemo {
                         if list.era == self.era {
                             // `outcome` and `region` are the kept ones, which the fill
                             // that made this list also set.
-                            out.addrs = list.addrs;
+                            out.addrs.assign(&list.addrs);
                         } else {
                             let mut hash = LazyHash {
                                 client,
