@@ -371,6 +371,9 @@ struct Query<'p> {
     ecs: Option<&'p [u8]>,
     /// The OPT record's DO bit (RFC 3225).
     dnssec_ok: bool,
+    /// The query's OPT record as received (empty without one); it ends the packet. The
+    /// response's OPT is this record with a few bytes changed (see `write_opt`).
+    opt: &'p [u8],
 }
 
 /// Parses a fast-path query; the lower-case name goes to `lname` (the caller's, so the
@@ -452,6 +455,7 @@ fn parse<'p>(pkt: &'p [u8], cap: u16, lname: &mut [u8; 255]) -> Option<Query<'p>
         opt_payload: None,
         ecs: None,
         dnssec_ok: false,
+        opt,
     };
     if arcount == 0 {
         return opt.is_empty().then_some(q);
@@ -855,32 +859,37 @@ fn header(pkt: &[u8], q: &Query<'_>, b: &Body<'_>, answers: usize) -> [u8; 12] {
 
 /// Writes the OPT record: extended RCODE 0, version 0, DO when this is a signed answer,
 /// and the ECS option answered with its scope.
+///
+/// That is the query's OPT record with a few bytes changed, so it is copied whole and
+/// patched. `parse` let through only a record of at most one option, ECS, filling the
+/// RDATA, with exactly the address bytes its source prefix needs (`ecs::check_option`):
+/// RDLENGTH, the option's code and length, FAMILY, SOURCE PREFIX-LENGTH and the address
+/// are the response's as they stand, and what differs is the payload (CLASS), the TTL
+/// (extended RCODE, version, flags: only DO, when signed) and SCOPE PREFIX-LENGTH. One
+/// copy of the record instead of three pieces built (~8 instructions a query less);
+/// the test `the_opt_record_patched_equals_the_one_built` keeps the builder this replaced
+/// and compares the two.
 fn write_opt(out: &mut Vec<u8>, q: &Query<'_>, b: &Body<'_>, ecs: Option<(&[u8], IpAddr)>) {
     let Some(payload) = q.opt_payload else {
         return;
     };
-    let p = payload.to_be_bytes();
-    let rdlen = ecs
-        .map_or(0, |(body, _)| 4 + body.len() as u16)
-        .to_be_bytes();
-    let dnssec = if b.signed { 0x80 } else { 0 };
-    out.extend_from_slice(&[0, 0, 41, p[0], p[1], 0, 0, dnssec, 0, rdlen[0], rdlen[1]]);
-    if let Some((body, addr)) = ecs {
-        // `ecs::check_option` let only a body of at least 4 bytes through.
-        let len = (body.len() as u16).to_be_bytes();
-        let scope = super::ecs::reply_scope(addr, body[2], b.scope);
-        out.extend_from_slice(&[0, 8, len[0], len[1], body[0], body[1], body[2], scope]);
-        out.extend_from_slice(&body[4..]);
+    let at = out.len();
+    out.extend_from_slice(q.opt);
+    // A query OPT is at least its 11-byte head (`parse`).
+    if let Some((head, rdata)) = out[at..].split_first_chunk_mut::<11>() {
+        let [p0, p1] = payload.to_be_bytes();
+        let dnssec = if b.signed { 0x80 } else { 0 };
+        head[3..9].copy_from_slice(&[p0, p1, 0, 0, dnssec, 0]);
+        // SCOPE PREFIX-LENGTH: after the option's code and length, FAMILY and SOURCE.
+        if let (Some((body, addr)), Some(scope)) = (ecs, rdata.get_mut(7)) {
+            *scope = super::ecs::reply_scope(addr, body[2], b.scope);
+        }
     }
 }
 
-/// Bytes of the OPT record `write_opt` writes.
-fn opt_len(q: &Query<'_>, ecs: Option<(&[u8], IpAddr)>) -> usize {
-    match (q.opt_payload, ecs) {
-        (None, _) => 0,
-        (Some(_), None) => 11,
-        (Some(_), Some((body, _))) => 15 + body.len(),
-    }
+/// Bytes of the OPT record `write_opt` writes: the query's.
+fn opt_len(q: &Query<'_>) -> usize {
+    q.opt.len()
 }
 
 /// The pointer to the question name, at offset 12 (RFC 1035 4.1.4).
@@ -906,7 +915,7 @@ fn encode_answer(
             + 28 * addrs.len()
             + 2 * (owners - addrs.len())
             + b.rrsigs.len()
-            + opt_len(q, ecs),
+            + opt_len(q),
     );
     out.extend_from_slice(&header(pkt, q, b, owners));
     out.extend_from_slice(q.question);
@@ -1146,6 +1155,8 @@ mod tests {
             opt_payload: None,
             ecs: None,
             dnssec_ok: false,
+            // Not read before: compared with the packet's tail on its own.
+            opt: &[],
         };
         if arcount == 0 {
             return (q_end == pkt.len()).then_some(q);
@@ -1283,6 +1294,9 @@ mod tests {
                     _ => panic!("ECS read differently: {pkt:?}"),
                 }
                 assert_eq!(n.dnssec_ok, o.dnssec_ok, "{pkt:?}");
+                // The OPT record the response is patched from: the rest of the packet.
+                assert!(same_bytes(n.opt, &pkt[12 + n.question.len()..]), "{pkt:?}");
+                assert_eq!(n.opt.is_empty(), n.opt_payload.is_none(), "{pkt:?}");
                 assert_eq!(new_name[..n.lname_len], ref_name[..o.lname_len], "{pkt:?}");
                 true
             }
@@ -1355,6 +1369,121 @@ mod tests {
         }
         // Both outcomes are well represented.
         assert!(yes > 20_000 && no > 20_000, "{yes} accepted, {no} rejected");
+    }
+
+    /// `write_opt` as it was before it copied the query's OPT record: the record built
+    /// field by field, the ECS option from its body. Kept as the reference.
+    fn built_opt(out: &mut Vec<u8>, q: &Query<'_>, b: &Body<'_>, ecs: Option<(&[u8], IpAddr)>) {
+        let Some(payload) = q.opt_payload else {
+            return;
+        };
+        let p = payload.to_be_bytes();
+        let rdlen = ecs
+            .map_or(0, |(body, _)| 4 + body.len() as u16)
+            .to_be_bytes();
+        let dnssec = if b.signed { 0x80 } else { 0 };
+        out.extend_from_slice(&[0, 0, 41, p[0], p[1], 0, 0, dnssec, 0, rdlen[0], rdlen[1]]);
+        if let Some((body, addr)) = ecs {
+            // `ecs::check_option` let only a body of at least 4 bytes through.
+            let len = (body.len() as u16).to_be_bytes();
+            let scope = crate::dns::ecs::reply_scope(addr, body[2], b.scope);
+            out.extend_from_slice(&[0, 8, len[0], len[1], body[0], body[1], body[2], scope]);
+            out.extend_from_slice(&body[4..]);
+        }
+    }
+
+    /// Bytes of the OPT record `built_opt` writes.
+    fn built_opt_len(q: &Query<'_>, ecs: Option<(&[u8], IpAddr)>) -> usize {
+        match (q.opt_payload, ecs) {
+            (None, _) => 0,
+            (Some(_), None) => 11,
+            (Some(_), Some((body, _))) => 15 + body.len(),
+        }
+    }
+
+    /// The OPT record patched from the query's is byte for byte the one the builder it
+    /// replaced writes, and as long as `opt_len` says: without ECS and with ECS of both
+    /// families, every source prefix (IPv4-mapped IPv6 too), query SCOPE, extended RCODE
+    /// and flag bits set or not, payloads below, at and above the cap, DO on and off, and
+    /// the scopes an answer can have.
+    #[test]
+    fn the_opt_record_patched_equals_the_one_built() {
+        let mut bodies: Vec<Option<Vec<u8>>> = vec![None];
+        for (family, max) in [(1u8, 32u8), (2, 128)] {
+            for prefix in 0..=max {
+                for scope in [0, 1, prefix, 255] {
+                    bodies.push(Some(ecs_body(family, prefix, scope)));
+                }
+            }
+        }
+        // ::ffff:81.2.69.160 under every prefix that keeps it IPv4-mapped.
+        let mapped = [0u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 81, 2, 69, 160];
+        for prefix in 96..=128u8 {
+            let mut b = vec![0, 2, prefix, 0];
+            b.extend_from_slice(&mapped[..usize::from(prefix).div_ceil(8)]);
+            if !prefix.is_multiple_of(8) {
+                *b.last_mut().unwrap() &= 0xFFu8 << (8 - prefix % 8);
+            }
+            bodies.push(Some(b));
+        }
+        let mut cases = 0;
+        for body in &bodies {
+            for payload in [0u16, 511, 512, 1232, 1400, 4096, 65535] {
+                for dnssec in [false, true] {
+                    // Extended RCODE and the flags' other bits, which the response clears.
+                    for (ext, flags) in [(0u8, 0u8), (0xA5, 0x5A)] {
+                        let mut pkt =
+                            query("Www.Example.", 1, Some(payload), body.as_deref(), dnssec);
+                        let opt_at = 12 + "Www.Example.".len() + 1 + 4;
+                        pkt[opt_at + 5] = ext;
+                        pkt[opt_at + 7] |= flags & 0x7F;
+                        pkt[opt_at + 8] = flags;
+                        let mut lname = [0u8; 255];
+                        let q = parse(&pkt, 1232, &mut lname).expect("a fast-path query");
+                        assert_eq!(q.opt, &pkt[opt_at..]);
+                        let ecs = q.ecs.map(|b| (b, ecs_addr(b)));
+                        for signed in [false, true] {
+                            for scope in [0u8, 1, 8, 16, 24, 27, 32, 48, 56, 64, 128] {
+                                let b = Body {
+                                    rcode: 0,
+                                    answer: None,
+                                    rrsigs: &[],
+                                    negative: None,
+                                    scope,
+                                    signed,
+                                };
+                                // Behind other bytes, as in a response.
+                                let mut patched = vec![7u8; 5];
+                                let mut built = vec![7u8; 5];
+                                write_opt(&mut patched, &q, &b, ecs);
+                                built_opt(&mut built, &q, &b, ecs);
+                                assert_eq!(patched, built, "{body:?} {payload} {signed} {scope}");
+                                assert_eq!(opt_len(&q), built_opt_len(&q, ecs));
+                                assert_eq!(patched.len(), 5 + opt_len(&q));
+                                cases += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(cases, bodies.len() * 7 * 2 * 2 * 2 * 11);
+        // Without OPT there is none to write.
+        let pkt = query("Www.Example.", 1, None, None, false);
+        let mut lname = [0u8; 255];
+        let q = parse(&pkt, 1232, &mut lname).unwrap();
+        let b = Body {
+            rcode: 0,
+            answer: None,
+            rrsigs: &[],
+            negative: None,
+            scope: 0,
+            signed: false,
+        };
+        let mut out = Vec::new();
+        write_opt(&mut out, &q, &b, None);
+        assert!(out.is_empty());
+        assert_eq!(opt_len(&q), 0);
     }
 
     /// Two RRSIGs in signature-cache wire form, 30 and 12 bytes of RDATA.
