@@ -799,12 +799,22 @@ impl<T> KeyedTable<T> {
         self.cidr.is_empty() && self.country.is_empty() && self.continent.is_empty()
     }
 
+    /// Index in `cidr` of the row [`KeyedTable::lookup`] takes for an address, if a cidr
+    /// row matches it: the first, which is the longest prefix containing it. The address
+    /// reaches a lookup through this alone, so two addresses with the same answer here
+    /// (and the same country and continent) look up the same row.
+    #[inline]
+    pub fn cidr_row(&self, ip: &IpAddr) -> Option<usize> {
+        self.cidr.iter().position(|(n, _)| n.contains(ip))
+    }
+
     /// The most specific row matching the client.
     pub fn lookup(&self, client: &ClientLocation) -> Option<(ClientKey, &T)> {
         if self.is_empty() {
             return None;
         }
-        if let Some((net, row)) = self.cidr.iter().find(|(n, _)| n.contains(&client.ip)) {
+        if let Some(i) = self.cidr_row(&client.ip) {
+            let (net, row) = &self.cidr[i];
             return Some((ClientKey::Cidr(*net), row));
         }
         if let Some(c) = client.country

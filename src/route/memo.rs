@@ -13,14 +13,20 @@ use crate::model::{
 };
 
 /// What a memoised decision depended on: the service (or the twin it routes like, see
-/// [`RouteMemo::key_service`]), the family and the located client's place. Nothing else about the client counts for the decisions kept (see
-/// [`RouteMemo`]).
-/// Packed to 24 bytes (the `Option`s cost 16 more) so more places fit in cache.
+/// [`RouteMemo::key_service`]), the family, the located client's place and the `cidr:`
+/// rows its address falls in. Nothing else about the client counts for the decisions
+/// kept (see [`RouteMemo`]).
+/// Packed to 32 bytes (the `Option`s cost 16 more) so more places fit in cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 struct MemoKey {
     /// Latitude and longitude as bits: equal bits rank the same.
     lat: u64,
     lon: u64,
+    /// 1 + the index of the latency table's `cidr:` row the address falls in
+    /// ([`crate::model::KeyedTable::cidr_row`]); 0 when none.
+    latency_row: u32,
+    /// The same for the service's fence.
+    fence_row: u32,
     service: ServiceId,
     country: [u8; 2],
     continent: [u8; 2],
@@ -29,16 +35,21 @@ struct MemoKey {
 }
 
 impl MemoKey {
-    fn new(service: ServiceId, family: Family, client: &ClientLocation) -> MemoKey {
+    fn new(
+        service: ServiceId,
+        family: Family,
+        client: &ClientLocation,
+        (latency_row, fence_row): (u32, u32),
+    ) -> MemoKey {
         // Every field named, none behind `..`: a field added to `ClientLocation` fails
         // to compile here until someone decides whether kept decisions depend on it.
         let ClientLocation {
             coords,
             country,
             continent,
-            // Not read by the decisions kept: the memo serves no service or latency
-            // table with cidr rows, so the address matters only through the place it
-            // located to (and the affinity hash, which makes the decision `Hashed`).
+            // Read by the decisions kept only through the `cidr:` rows it falls in
+            // (`cidr_rows`, the other part of the key) and the place it located to;
+            // the affinity hash reads it too, but that makes the decision `Hashed`.
             ip: _,
             // Read only through `ip` (the affinity prefix), as above.
             source: _,
@@ -51,6 +62,8 @@ impl MemoKey {
         MemoKey {
             lat,
             lon,
+            latency_row,
+            fence_row,
             service,
             country: country.unwrap_or_default(),
             continent: continent.unwrap_or_default(),
@@ -68,8 +81,30 @@ impl MemoKey {
             | u64::from(self.flags) << 48;
         // One finaliser over the fields folded together: the key is compared in full,
         // so the hash only spreads places over the slots (three rounds cost 15 a query).
-        mix(self.lat ^ self.lon.rotate_left(32) ^ small.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        let rows = u64::from(self.latency_row) << 32 | u64::from(self.fence_row);
+        mix(self.lat
+            ^ self.lon.rotate_left(32)
+            ^ small.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            ^ rows.wrapping_mul(0xc2b2_ae3d_27d4_eb4f))
     }
+}
+
+/// The `cidr:` rows `ip` falls in, as [`MemoKey`] keeps them: (latency table row, the
+/// service's fence row), each 1 + the row's index or 0 for none. A decision reads the
+/// client address only through these two lookups (and the affinity hash, which is never
+/// kept), so clients of one place whose addresses give the same pair decide alike.
+#[inline]
+fn cidr_rows(model: &Model, svc: &Service, ip: &IpAddr) -> (u32, u32) {
+    (cidr_row(&model.latency, ip), cidr_row(&svc.fence, ip))
+}
+
+/// One table's part of [`cidr_rows`].
+#[inline]
+fn cidr_row<T>(table: &crate::model::KeyedTable<T>, ip: &IpAddr) -> u32 {
+    if table.cidr.is_empty() {
+        return 0;
+    }
+    table.cidr_row(ip).map_or(0, |i| i as u32 + 1)
 }
 
 /// A decision as a memo keeps it: everything but the addresses (rebuilt from the region,
@@ -247,9 +282,10 @@ impl<H: HealthView> HealthView for Counted<'_, H> {
 /// outcome did not depend on the client subnet's hash (a tie set of one region, no
 /// address rotation), and the query path then only rebuilds the address list.
 ///
-/// Exactness: the memo serves only `nearest` services whose fence has no cidr rows, in
-/// a model whose latency table has none, so nothing else about the client is read by the
-/// decision; the scope is re-derived from the client. [`RouteMemo::sync`] forgets every
+/// Exactness: the memo serves only `nearest` services of at most [`SMALL`] regions. Their
+/// decisions read the client's place, the `cidr:` rows (latency and fence) its address
+/// falls in, both in the key, and the affinity hash, which makes a decision `Hashed`
+/// (never kept); the scope is re-derived from the client. [`RouteMemo::sync`] forgets every
 /// slot when the snapshot generation or the health epoch changes, so a kept decision
 /// always saw the same regions and health states a fresh one would. The address lists
 /// of kept decisions are remembered per (region, family, fail open) in the same eras, so
@@ -284,7 +320,7 @@ pub struct RouteMemo {
 }
 
 impl RouteMemo {
-    /// Slots per memo (a power of two): 320 KiB, touched only as it fills. 8,192 rather
+    /// Slots per memo (a power of two): 384 KiB, touched only as it fills. 8,192 rather
     /// than 2,048: on the realistic workload (bench/README.md) a simulation put misses at
     /// 20% rather than 31%, about 200 instructions a query.
     pub const SLOTS: usize = 8192;
@@ -423,18 +459,18 @@ impl RouteMemo {
         out: &mut Decision,
     ) {
         let svc = &model.services[usize::from(service)];
-        if svc.policy != Policy::Nearest
-            || svc.regions.len() > SMALL
-            || !svc.fence.cidr.is_empty()
-            || !model.latency.cidr.is_empty()
-            || self.era == 0
-        {
+        if svc.policy != Policy::Nearest || svc.regions.len() > SMALL || self.era == 0 {
             return route_into(model, service, family, client, health, out);
         }
         if self.slots.is_empty() {
             self.slots = vec![MemoSlot::default(); Self::SLOTS];
         }
-        let key = MemoKey::new(self.key_service(model, service, health), family, client);
+        let key = MemoKey::new(
+            self.key_service(model, service, health),
+            family,
+            client,
+            cidr_rows(model, svc, &client.ip),
+        );
         let at = key.hash() as usize & (Self::SLOTS - 1);
         let slot = self.slots[at];
         if slot.era == self.era && slot.key == key {

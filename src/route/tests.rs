@@ -1513,9 +1513,10 @@ fn route_into_a_used_decision_equals_a_fresh_route() {
 #[test]
 fn route_memo_decides_as_route_does() {
     // Random nearest worlds (exact ties, weights, standbys, drains, min_healthy, fences
-    // and latency rows by country or continent, every when_all_down), clients that come
-    // back to the same places, and health that changes between rounds (announced to the
-    // memo by a new epoch, as HealthCell does): every decision equals a fresh route().
+    // and latency rows by cidr, country or continent, every when_all_down), clients that
+    // come back to the same places from addresses inside and outside the cidr rows, and
+    // health that changes between rounds (announced to the memo by a new epoch, as
+    // HealthCell does): every decision equals a fresh route().
     let mut x: u64 = 0x5eed;
     let mut next = move || {
         x = mix(x);
@@ -1524,7 +1525,18 @@ fn route_memo_decides_as_route_does() {
     let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
     let continents = ["EU", "NA", "AS"];
     let countries = ["GB", "DE", "US", "JP"];
+    let fence_nets = [
+        "cidr:198.51.100.0/24",
+        "cidr:198.51.100.128/25",
+        "cidr:2001:db8:5::/48",
+    ];
+    let latency_nets = [
+        "cidr:198.51.100.0/25",
+        "cidr:203.0.113.0/24",
+        "cidr:2001:db8:5:1::/64",
+    ];
     let (mut checked, mut hits) = (0u64, 0u64);
+    let (mut cidr_checked, mut cidr_hits) = (0u64, 0u64);
     for world in 0..400u64 {
         let nreg = 1 + next() as usize % SMALL;
         let (mut w, mut names, mut eps_all) = (World::new(), Vec::new(), Vec::new());
@@ -1574,6 +1586,16 @@ fn route_memo_decides_as_route_does() {
             let k = leak(format!("country:{}", countries[next() as usize % 4]));
             s = s.fence(k, &names[..1 + next() as usize % names.len()]);
         }
+        let mut cidr_keyed = false;
+        if next() % 4 == 0 {
+            cidr_keyed = true;
+            for k in fence_nets {
+                if next() % 2 == 0 {
+                    let from = next() as usize % names.len();
+                    s = s.fence(k, &names[from..=from]);
+                }
+            }
+        }
         // A twin of it (same config), whose own `weights` sometimes differ.
         w = w.service(S {
             name: "www2.t.",
@@ -1590,6 +1612,14 @@ fn route_memo_decides_as_route_does() {
                     }
                 }
                 w = w.latency(leak(format!("continent:{c}")), &row);
+            }
+        }
+        if next() % 3 == 0 {
+            cidr_keyed = true;
+            for k in latency_nets {
+                let r = next();
+                let n = names[r as usize % names.len()];
+                w = w.latency(k, &[(n, (r >> 8) as u32 % 200)]);
             }
         }
         let mut b = w.build();
@@ -1625,10 +1655,20 @@ fn route_memo_decides_as_route_does() {
             for _ in 0..40 {
                 let mut c = places[next() as usize % places.len()];
                 let v4 = next() % 2 == 0;
-                c.ip = if v4 {
-                    IpAddr::V4(Ipv4Addr::from(next() as u32))
-                } else {
-                    IpAddr::V6(Ipv6Addr::from(u128::from(next()) << 64))
+                // Half from around the cidr rows: inside one, another or none of them.
+                let near = next() % 2 == 0;
+                c.ip = match (v4, near) {
+                    (true, false) => IpAddr::V4(Ipv4Addr::from(next() as u32)),
+                    (true, true) => IpAddr::V4(Ipv4Addr::from(
+                        [0xc633_6400u32, 0xcb00_7100, 0xc633_6500][next() as usize % 3]
+                            | (next() % 256) as u32,
+                    )),
+                    (false, false) => IpAddr::V6(Ipv6Addr::from(u128::from(next()) << 64)),
+                    (false, true) => IpAddr::V6(Ipv6Addr::from(
+                        0x2001_0db8_0005_0000_0000_0000_0000_0000u128
+                            | u128::from(next() % 3) << 64
+                            | u128::from(next() % 4),
+                    )),
                 };
                 c.scope = (next() % 33) as u8;
                 if next() % 2 == 0 {
@@ -1643,14 +1683,21 @@ fn route_memo_decides_as_route_does() {
                     let want = route(&b.model, sid, fam, &c, &health);
                     assert_eq!(got, want, "world {world} epoch {epoch} {c:?} {fam:?} {sid}");
                     checked += 1;
+                    cidr_checked += u64::from(cidr_keyed);
                 }
             }
         }
         hits += memo.hits();
+        cidr_hits += if cidr_keyed { memo.hits() } else { 0 };
     }
     assert!(
         hits * 3 > checked,
         "{hits} of {checked} decisions from the memo"
+    );
+    // The worlds with cidr rows are served from the memo too, not routed around it.
+    assert!(
+        cidr_checked > 10_000 && cidr_hits * 4 > cidr_checked,
+        "{cidr_hits} of {cidr_checked} decisions in cidr-keyed worlds from the memo"
     );
 }
 
@@ -1882,33 +1929,54 @@ fn route_memo_locates_each_address_once_per_generation() {
 }
 
 #[test]
-fn route_memo_stays_out_of_cidr_keyed_models() {
-    // A cidr latency row or fence reads the client address, which the memo's key lacks.
+fn route_memo_keys_cidr_rows_by_the_row_the_address_falls_in() {
+    // A cidr latency row or fence reads the client address: the memo keys the row the
+    // address falls in, so one place inside and outside a cidr row decides apart, and
+    // each is still kept (hits) after its first decision.
     let b = World::new()
         .region(eu_west())
         .region(us_east())
+        .region(ap_south())
         .service(service("www.t.", Policy::Nearest, &["eu-west", "us-east"]))
+        .service(
+            service(
+                "fenced.t.",
+                Policy::Nearest,
+                &["eu-west", "us-east", "ap-south"],
+            )
+            .fence("cidr:198.51.100.0/26", &["ap-south"])
+            .fence("cidr:198.51.100.0/24", &["us-east"]),
+        )
         .latency("cidr:192.0.2.0/25", &[("us-east", 5)])
         .build();
-    let sid = b.sid("www.t.");
+    let (sid, fenced) = (b.sid("www.t."), b.sid("fenced.t."));
     let mut memo = RouteMemo::default();
     memo.sync(1, 1);
     let mut c = london();
-    for (ip_s, want) in [("192.0.2.1", "us-east"), ("192.0.2.200", "eu-west")].repeat(3) {
+    let cases = [
+        (sid, "192.0.2.1", "us-east"),
+        (sid, "192.0.2.200", "eu-west"),
+        (fenced, "198.51.100.1", "ap-south"),
+        (fenced, "198.51.100.100", "us-east"),
+        (fenced, "203.0.113.1", "eu-west"),
+    ];
+    for (round, (svc, ip_s, want)) in cases.repeat(3).into_iter().enumerate() {
         c.ip = ip(ip_s);
         let mut d = Decision::default();
-        memo.route_into(&b.model, sid, Family::V4, &c, &all_up(), &mut d);
-        assert_eq!(b.region_name(&d), Some(want), "{ip_s}");
+        memo.route_into(&b.model, svc, Family::V4, &c, &all_up(), &mut d);
+        assert_eq!(b.region_name(&d), Some(want), "{ip_s} (query {round})");
+        assert_eq!(d, route(&b.model, svc, Family::V4, &c, &all_up()), "{ip_s}");
     }
-    assert_eq!(memo.hits(), 0);
+    // Five distinct (service, rows) keys decided once each; the other ten from the memo.
+    assert_eq!(memo.hits(), 10);
 }
 
 #[test]
-fn route_memo_is_80_kib() {
+fn route_memo_is_384_kib() {
     // RouteMemo::SLOTS documents the memo's size; the RSS budget counts on it.
     assert_eq!(
         std::mem::size_of::<MemoSlot>() * RouteMemo::SLOTS,
-        320 << 10
+        384 << 10
     );
 }
 
