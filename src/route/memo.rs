@@ -101,9 +101,6 @@ fn cidr_rows(model: &Model, svc: &Service, ip: &IpAddr) -> (u32, u32) {
 /// One table's part of [`cidr_rows`].
 #[inline]
 fn cidr_row<T>(table: &crate::model::KeyedTable<T>, ip: &IpAddr) -> u32 {
-    if table.cidr.is_empty() {
-        return 0;
-    }
     table.cidr_row(ip).map_or(0, |i| i as u32 + 1)
 }
 
@@ -306,8 +303,9 @@ pub struct RouteMemo {
     /// config routes alike (see [`config_twins`]), itself when none.
     twins: Vec<ServiceId>,
     twins_of: Option<u64>,
-    /// Per service: (era, the service whose slots it shares in that era).
-    keys: Vec<(u32, ServiceId)>,
+    /// Per service: (era, the service whose slots it shares in that era, whether its
+    /// decisions read `cidr:` rows: its fence's or the latency table's).
+    keys: Vec<(u32, ServiceId, bool)>,
     /// Located clients by address ([`RouteMemo::located`]), [`RouteMemo::PLACES`] once
     /// used.
     places: Vec<PlaceSlot>,
@@ -392,7 +390,7 @@ impl RouteMemo {
                 self.slots.fill(MemoSlot::default());
                 self.addrs.fill(AddrSlot::default());
                 self.counts.fill(Cell::default());
-                self.keys.fill((0, 0));
+                self.keys.fill((0, 0, false));
                 self.era = 0;
             }
             self.era += 1;
@@ -400,7 +398,8 @@ impl RouteMemo {
     }
 
     /// The service whose slots `service` uses in this era: its config twin when the
-    /// operator's weight overrides leave both the same effective weights, else itself.
+    /// operator's weight overrides leave both the same effective weights, else itself;
+    /// and whether its decisions read `cidr:` rows (so the key needs [`cidr_rows`]).
     ///
     /// Twins decide alike for every client: the decision reads of a service only its
     /// regions (in order), policy, fence, `when_all_down`, `max_answers` and effective
@@ -412,11 +411,11 @@ impl RouteMemo {
         model: &Model,
         service: ServiceId,
         health: &impl HealthView,
-    ) -> ServiceId {
-        if let Some(&(era, key)) = self.keys.get(usize::from(service))
+    ) -> (ServiceId, bool) {
+        if let Some(&(era, key, cidr)) = self.keys.get(usize::from(service))
             && era == self.era
         {
-            return key;
+            return (key, cidr);
         }
         self.find_key_service(model, service, health)
     }
@@ -428,12 +427,12 @@ impl RouteMemo {
         model: &Model,
         service: ServiceId,
         health: &impl HealthView,
-    ) -> ServiceId {
+    ) -> (ServiceId, bool) {
         let i = usize::from(service);
         if self.twins_of != Some(self.stamp.0) || self.twins.len() != model.services.len() {
             self.twins = config_twins(model);
             self.twins_of = Some(self.stamp.0);
-            self.keys = vec![(0, 0); model.services.len()];
+            self.keys = vec![(0, 0, false); model.services.len()];
         }
         let twin = self.twins[i];
         let (svc, tsvc) = (&model.services[i], &model.services[usize::from(twin)]);
@@ -442,8 +441,9 @@ impl RouteMemo {
             health.weight(service, svc, rid, region) == health.weight(twin, tsvc, rid, region)
         });
         let key = if alike { twin } else { service };
-        self.keys[i] = (self.era, key);
-        key
+        let cidr = !svc.fence.cidr.is_empty() || !model.latency.cidr.is_empty();
+        self.keys[i] = (self.era, key, cidr);
+        (key, cidr)
     }
 
     /// [`route_into`], from the memo when this place was decided in this era. Call
@@ -465,12 +465,13 @@ impl RouteMemo {
         if self.slots.is_empty() {
             self.slots = vec![MemoSlot::default(); Self::SLOTS];
         }
-        let key = MemoKey::new(
-            self.key_service(model, service, health),
-            family,
-            client,
-            cidr_rows(model, svc, &client.ip),
-        );
+        let (key_service, cidr) = self.key_service(model, service, health);
+        let rows = if cidr {
+            cidr_rows(model, svc, &client.ip)
+        } else {
+            (0, 0)
+        };
+        let key = MemoKey::new(key_service, family, client, rows);
         let at = key.hash() as usize & (Self::SLOTS - 1);
         let slot = self.slots[at];
         if slot.era == self.era && slot.key == key {
