@@ -279,7 +279,7 @@ impl<H: HealthView> HealthView for Counted<'_, H> {
 /// outcome did not depend on the client subnet's hash (a tie set of one region, no
 /// address rotation), and the query path then only rebuilds the address list.
 ///
-/// Exactness: the memo serves only `nearest` services of at most [`SMALL`] regions. Their
+/// Exactness: the memo serves only `nearest` services of at most `SMALL` (8) regions. Their
 /// decisions read the client's place, the `cidr:` rows (latency and fence) its address
 /// falls in, both in the key, and the affinity hash, which makes a decision `Hashed`
 /// (never kept); the scope is re-derived from the client. [`RouteMemo::sync`] forgets every
