@@ -918,9 +918,10 @@ fn says_nothing(canonical: IpAddr) -> bool {
 /// and `explain` all call. `ecs` is the query's ECS (address, SOURCE PREFIX-LENGTH) when
 /// it has one, `resolver` the address the query came from. A usable ECS subnet wins;
 /// otherwise the resolver's own address stands for the client.
-// Inlined: called once per query from the fast path, where the call and the enum
-// moves across it cost more than the rule (callgrind, benches/qpath.rs).
-#[inline]
+// Always inlined: called once per query from the fast path, where the call and the enum
+// moves across it cost more than the rule (callgrind, benches/qpath.rs); a plain
+// `#[inline]` left it out of line (~24 a query).
+#[inline(always)]
 pub fn client_address(ecs: Option<(IpAddr, u8)>, resolver: IpAddr) -> (IpAddr, ClientSource) {
     // `ecs_unusable`, with the canonical address computed once.
     if let Some((addr, source_prefix)) = ecs {
@@ -1044,7 +1045,8 @@ impl AddrList {
     /// Becomes equal to `other`, copying only its addresses: the whole list is some 270
     /// bytes, and a region answers with a few addresses (the route memo copies a kept
     /// list on every hit).
-    #[inline]
+    // Always inlined: LLVM kept it out of line in the memo's hit path, a call per hit.
+    #[inline(always)]
     pub fn assign(&mut self, other: &AddrList) {
         // The first few slots are copied whether used or not: a copy of a fixed size is
         // a few vector moves, one of the used length a call to memcpy. Slots past the

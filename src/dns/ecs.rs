@@ -135,6 +135,8 @@ pub fn check(msg: &[u8]) -> Result<(), EcsError> {
 }
 
 /// Checks one ECS option body (FAMILY, SOURCE, SCOPE, ADDRESS).
+// Inlined: the fast path asks only whether it fails, so the error it builds goes away.
+#[inline(always)]
 pub fn check_option(opt: &[u8]) -> Result<(), EcsError> {
     if opt.len() < 4 {
         return Err(EcsError::Truncated);
