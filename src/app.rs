@@ -136,6 +136,7 @@ pub async fn serve(config_path: PathBuf, mut overrides: Overrides) -> Result<(),
             app.admin.clone(),
             app.shared.clone(),
             metrics.clone(),
+            http_listener.as_ref().and_then(|l| l.local_addr().ok()),
         )
     });
     let cluster_tasks = app.cluster.as_ref().map(|c| c.spawn()).unwrap_or_default();

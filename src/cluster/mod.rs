@@ -21,7 +21,7 @@ pub mod votes;
 pub mod wire;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -46,6 +46,28 @@ use crate::overrides::{Entry, Overrides};
 use crate::snapshot::Shared;
 use wire::{Message, Refused, Verdict, Vote};
 
+/// Whether the `peers` entry `peer` is this instance, whose admin listener bound `own`:
+/// the same port, and the same address or, when listening on every address of a family
+/// (`0.0.0.0`, or `::`, which takes IPv4 too), an address of this host (loopback, or one
+/// a socket can be bound to here). Operators often give every instance the same list of
+/// all of them; pushing to itself would only be refused (own node name).
+pub fn is_own_listener(own: SocketAddr, peer: SocketAddr) -> bool {
+    if own.port() != peer.port() {
+        return false;
+    }
+    if own.ip() == peer.ip() {
+        return true;
+    }
+    let family_listens = match own.ip() {
+        IpAddr::V4(a) => a.is_unspecified() && peer.is_ipv4(),
+        IpAddr::V6(a) => a.is_unspecified(),
+    };
+    family_listens
+        && (peer.ip().is_loopback()
+            || peer.ip().is_unspecified()
+            || std::net::UdpSocket::bind((peer.ip(), 0)).is_ok())
+}
+
 /// How long a push to one peer may take.
 const PUSH_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -56,6 +78,9 @@ pub struct Cluster {
     admin: Option<Arc<AdminStore>>,
     shared: Shared,
     metrics: Arc<Metrics>,
+    /// The `peers` entries that name this very instance (see [`is_own_listener`]): not
+    /// sent to, so one `peers` list can be copied to every instance.
+    selves: Vec<SocketAddr>,
     peers: Mutex<HashMap<String, Peer>>,
     /// Last `seq` sent.
     seq: AtomicU64,
@@ -84,17 +109,32 @@ struct Peer {
 impl Cluster {
     /// The fleet of `settings`; attaches itself to `health` so every verdict from now on
     /// is combined. Start its tasks with [`Cluster::spawn`].
+    /// `own_http` is the address the admin listener bound, if any: a `peers` entry
+    /// naming it is this instance and is skipped (logged once, here).
     pub fn new(
         settings: ClusterSettings,
         health: Arc<HealthTable>,
         admin: Option<Arc<AdminStore>>,
         shared: Shared,
         metrics: Arc<Metrics>,
+        own_http: Option<SocketAddr>,
     ) -> Arc<Cluster> {
         for r in wire::RESULTS {
             metrics.cluster_messages.with_label_values(&[r]);
         }
-        for p in &settings.peers {
+        let selves: Vec<SocketAddr> = settings
+            .peers
+            .iter()
+            .copied()
+            .filter(|&p| own_http.is_some_and(|own| is_own_listener(own, p)))
+            .collect();
+        for p in &selves {
+            info!(
+                peer = %p,
+                "cluster: this peers entry is this instance's own http_listen; not sending to itself"
+            );
+        }
+        for p in settings.peers.iter().filter(|p| !selves.contains(p)) {
             metrics
                 .cluster_peer_up
                 .with_label_values(&[p.to_string().as_str()])
@@ -113,6 +153,7 @@ impl Cluster {
             admin,
             shared,
             metrics,
+            selves,
             peers: Mutex::new(HashMap::new()),
             seq: AtomicU64::new(0),
             wake: Notify::new(),
@@ -181,6 +222,9 @@ impl Cluster {
             let (body, signature) = self.message();
             let now = Instant::now();
             for &peer in &self.settings.peers {
+                if self.selves.contains(&peer) {
+                    continue;
+                }
                 let ok = accepted
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -404,6 +448,7 @@ impl Cluster {
         json!({
             "node": self.settings.node,
             "peers": self.settings.peers.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+            "self_in_peers": self.selves.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
             "health": self.settings.health.name(),
             "stale_after_s": self.settings.stale_after.as_secs_f64(),
             "heard": heard,
@@ -487,4 +532,38 @@ async fn receive(
             .await
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (status, status.canonical_reason().unwrap_or("").to_string()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_own_listener;
+    use std::net::SocketAddr;
+
+    fn a(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_peers_entry_is_this_instance_only_at_its_own_listener() {
+        // (own listener, peers entry, is it this instance)
+        let cases = [
+            ("127.0.0.1:9153", "127.0.0.1:9153", true),
+            ("127.0.0.1:9153", "127.0.0.1:9154", false),
+            // Bound to one address: another address of the host is another listener.
+            ("127.0.0.1:9153", "127.0.0.2:9153", false),
+            ("0.0.0.0:9153", "127.0.0.5:9153", true),
+            ("0.0.0.0:9153", "0.0.0.0:9153", true),
+            // Not an address of this host (TEST-NET-1): another instance.
+            ("0.0.0.0:9153", "192.0.2.7:9153", false),
+            ("0.0.0.0:9154", "127.0.0.1:9153", false),
+            // An IPv4 wildcard does not take IPv6; the IPv6 one takes both.
+            ("0.0.0.0:9153", "[::1]:9153", false),
+            ("[::]:9153", "[::1]:9153", true),
+            ("[::]:9153", "127.0.0.1:9153", true),
+            ("[::]:9153", "[2001:db8::7]:9153", false),
+        ];
+        for (own, peer, want) in cases {
+            assert_eq!(is_own_listener(a(own), a(peer)), want, "{own} / {peer}");
+        }
+    }
 }

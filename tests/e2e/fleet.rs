@@ -1294,3 +1294,95 @@ stale_after = "1s"
         assert_eq!(row["state"], combined, "{policy}: {row:#}");
     }
 }
+
+/// One `peers` list naming every instance, copied to each (the easy way to deploy):
+/// each instance recognises its own entry and does not push to itself, so no message is
+/// refused as carrying its own node name, and each still hears every other instance.
+#[test]
+fn a_peers_list_naming_every_instance_works_on_each_of_them() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let secret = dir.path().join("cluster.key");
+    std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let admin: Vec<SocketAddr> = (0..3)
+        .map(|_| SocketAddr::from(([127, 0, 0, 1], free_port())))
+        .collect();
+    let all: Vec<String> = admin.iter().map(|a| format!("\"{a}\"")).collect();
+    let nodes = ["a", "b", "c"];
+    let geodes: Vec<crate::harness::Geode> = (0..3)
+        .map(|i| {
+            let text = format!(
+                r#"
+[zones."gslb.test."]
+soa = {{ mname = "ns1.gslb.test.", rname = "hostmaster.gslb.test.", serial = 1 }}
+ns = ["ns1.gslb.test."]
+
+[regions.near]
+endpoints = [{{ address = "{NEAR}" }}]
+
+[services."{NAME}"]
+regions = ["near"]
+
+[cluster]
+node = "{node}"
+peers = [{peers}]
+secret_file = "cluster.key"
+stale_after = "1s"
+"#,
+                node = nodes[i],
+                peers = all.join(", ")
+            );
+            let path = dir.path().join(format!("{}.toml", nodes[i]));
+            std::fs::write(&path, text).unwrap();
+            let listen = admin[i].to_string();
+            crate::harness::Geode::start_args(
+                dir.clone(),
+                &path,
+                &["--dns-listen", "127.0.0.1:0", "--http-listen", &listen],
+            )
+        })
+        .collect();
+    for (i, g) in geodes.iter().enumerate() {
+        wait_for(Duration::from_secs(5), "both others heard", || {
+            let (_, body) = http(g.http, "GET", "/status", &[], "");
+            let s: Value = serde_json::from_str(&body).unwrap_or_default();
+            s["cluster"]["heard"]
+                .as_array()
+                .is_some_and(|h| h.len() == 2 && h.iter().all(|p| p["fresh"] == true))
+        });
+        let (_, body) = http(g.http, "GET", "/status", &[], "");
+        let s: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            s["cluster"]["self_in_peers"],
+            serde_json::json!([admin[i].to_string()]),
+            "{}",
+            s["cluster"]
+        );
+    }
+    // Several refresh rounds (stale_after / 4 = 250 ms) later: nothing was refused, and
+    // only the two real peers have an up gauge, both up.
+    std::thread::sleep(Duration::from_millis(800));
+    for (i, g) in geodes.iter().enumerate() {
+        let (_, m) = http(g.http, "GET", "/metrics", &[], "");
+        for result in ["own_name", "unauthorized", "malformed", "replayed"] {
+            let line = format!("geode_cluster_messages_total{{result=\"{result}\"}} 0");
+            assert!(m.contains(&line), "{}: want {line}\n{m}", nodes[i]);
+        }
+        for (j, peer) in admin.iter().enumerate() {
+            let gauge = format!("geode_cluster_peer_up{{peer=\"{peer}\"}}");
+            let value = m
+                .lines()
+                .find_map(|l| l.strip_prefix(&gauge))
+                .map(str::trim);
+            let want = (i != j).then_some("1");
+            assert_eq!(value, want, "{}: {gauge}", nodes[i]);
+        }
+        assert!(
+            g.logs().contains("not sending to itself"),
+            "{}: {}",
+            nodes[i],
+            g.logs()
+        );
+    }
+}
