@@ -1046,30 +1046,17 @@ impl Node {
 /// the file applies; the secret shows nowhere. Loopback only (no root needed).
 #[tokio::test]
 async fn fleet_cluster_change_on_reload_is_refused_by_name() {
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    let secret = dir.path().join("cluster.key");
-    std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (dir, _) = loopback_fleet(0);
     let text = |stale: &str| {
         format!(
-            r#"
-[zones."gslb.test."]
-soa = {{ mname = "ns1.gslb.test.", rname = "hostmaster.gslb.test.", serial = 1 }}
-ns = ["ns1.gslb.test."]
-
-[regions.near]
-endpoints = [{{ address = "{NEAR}" }}]
-
-[services."{NAME}"]
-regions = ["near"]
-
+            r#"{}
 [cluster]
 node = "solo"
 peers = ["127.0.0.1:1"]
 secret_file = "cluster.key"
 stale_after = "{stale}"
-"#
+"#,
+            one_region()
         )
     };
     let path = dir.path().join("geode.toml");
@@ -1165,6 +1152,67 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A zone and one service ([`NAME`]) on one region at [`NEAR`], for the loopback fleet tests that
+/// only look at the cluster itself.
+fn one_region() -> String {
+    format!(
+        r#"
+[zones."gslb.test."]
+soa = {{ mname = "ns1.gslb.test.", rname = "hostmaster.gslb.test.", serial = 1 }}
+ns = ["ns1.gslb.test."]
+
+[regions.near]
+endpoints = [{{ address = "{NEAR}" }}]
+
+[services."{NAME}"]
+regions = ["near"]
+"#
+    )
+}
+
+/// A directory holding the fleet's `cluster.key` (mode 0600) and `n` free loopback
+/// addresses for the instances' admin listeners.
+fn loopback_fleet(n: usize) -> (Arc<tempfile::TempDir>, Vec<SocketAddr>) {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let secret = dir.path().join("cluster.key");
+    std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let admin = (0..n)
+        .map(|_| SocketAddr::from(([127, 0, 0, 1], free_port())))
+        .collect();
+    (dir, admin)
+}
+
+/// Starts instance `node` of a [`loopback_fleet`] from its whole config `text`, with its
+/// admin listener at `admin` and DNS on any free loopback port.
+fn start_on_loopback(
+    dir: &Arc<tempfile::TempDir>,
+    node: &str,
+    text: &str,
+    admin: SocketAddr,
+) -> crate::harness::Geode {
+    let path = dir.path().join(format!("{node}.toml"));
+    std::fs::write(&path, text).unwrap();
+    let listen = admin.to_string();
+    crate::harness::Geode::start_args(
+        dir.clone(),
+        &path,
+        &["--dns-listen", "127.0.0.1:0", "--http-listen", &listen],
+    )
+}
+
+/// Waits until `g` has heard `n` peers, each still fresh.
+fn wait_heard(g: &crate::harness::Geode, n: usize) {
+    wait_for(Duration::from_secs(5), "peers heard", || {
+        let (_, body) = http(g.http, "GET", "/status", &[], "");
+        let s: Value = serde_json::from_str(&body).unwrap_or_default();
+        s["cluster"]["heard"]
+            .as_array()
+            .is_some_and(|h| h.len() == n && h.iter().all(|p| p["fresh"] == true))
+    });
+}
+
 /// Every `[cluster] health` policy end to end, on loopback (no root needed): three
 /// instances share one endpoint, whose probe target differs per instance, so instance a
 /// sees it down (a closed port) while b and c see it up (a listening one).
@@ -1187,14 +1235,7 @@ fn fleet_policies_combine_votes_on_loopback() {
         ("local", ["far", "near", "near"]),
     ];
     for (policy, want) in table {
-        let dir = Arc::new(tempfile::tempdir().unwrap());
-        let secret = dir.path().join("cluster.key");
-        std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let admin: Vec<SocketAddr> = (0..3)
-            .map(|_| SocketAddr::from(([127, 0, 0, 1], free_port())))
-            .collect();
+        let (dir, admin) = loopback_fleet(3);
         let nodes = ["a", "b", "c"];
         let geodes: Vec<crate::harness::Geode> = (0..3)
             .map(|i| {
@@ -1239,25 +1280,12 @@ stale_after = "1s"
                     node = nodes[i],
                     peers = peers.join(", ")
                 );
-                let path = dir.path().join(format!("{}.toml", nodes[i]));
-                std::fs::write(&path, text).unwrap();
-                let listen = admin[i].to_string();
-                crate::harness::Geode::start_args(
-                    dir.clone(),
-                    &path,
-                    &["--dns-listen", "127.0.0.1:0", "--http-listen", &listen],
-                )
+                start_on_loopback(&dir, nodes[i], &text, admin[i])
             })
             .collect();
         // Every instance hears both others.
         for g in &geodes {
-            wait_for(Duration::from_secs(5), "peers heard", || {
-                let (_, body) = http(g.http, "GET", "/status", &[], "");
-                let s: Value = serde_json::from_str(&body).unwrap_or_default();
-                s["cluster"]["heard"]
-                    .as_array()
-                    .is_some_and(|h| h.len() == 2 && h.iter().all(|p| p["fresh"] == true))
-            });
+            wait_heard(g, 2);
         }
         for (i, g) in geodes.iter().enumerate() {
             let want_ip = if want[i] == "near" { NEAR } else { FAR };
@@ -1300,57 +1328,28 @@ stale_after = "1s"
 /// refused as carrying its own node name, and each still hears every other instance.
 #[test]
 fn a_peers_list_naming_every_instance_works_on_each_of_them() {
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    let secret = dir.path().join("cluster.key");
-    std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let admin: Vec<SocketAddr> = (0..3)
-        .map(|_| SocketAddr::from(([127, 0, 0, 1], free_port())))
-        .collect();
+    let (dir, admin) = loopback_fleet(3);
     let all: Vec<String> = admin.iter().map(|a| format!("\"{a}\"")).collect();
     let nodes = ["a", "b", "c"];
     let geodes: Vec<crate::harness::Geode> = (0..3)
         .map(|i| {
             let text = format!(
-                r#"
-[zones."gslb.test."]
-soa = {{ mname = "ns1.gslb.test.", rname = "hostmaster.gslb.test.", serial = 1 }}
-ns = ["ns1.gslb.test."]
-
-[regions.near]
-endpoints = [{{ address = "{NEAR}" }}]
-
-[services."{NAME}"]
-regions = ["near"]
-
+                r#"{}
 [cluster]
 node = "{node}"
 peers = [{peers}]
 secret_file = "cluster.key"
 stale_after = "1s"
 "#,
+                one_region(),
                 node = nodes[i],
                 peers = all.join(", ")
             );
-            let path = dir.path().join(format!("{}.toml", nodes[i]));
-            std::fs::write(&path, text).unwrap();
-            let listen = admin[i].to_string();
-            crate::harness::Geode::start_args(
-                dir.clone(),
-                &path,
-                &["--dns-listen", "127.0.0.1:0", "--http-listen", &listen],
-            )
+            start_on_loopback(&dir, nodes[i], &text, admin[i])
         })
         .collect();
     for (i, g) in geodes.iter().enumerate() {
-        wait_for(Duration::from_secs(5), "both others heard", || {
-            let (_, body) = http(g.http, "GET", "/status", &[], "");
-            let s: Value = serde_json::from_str(&body).unwrap_or_default();
-            s["cluster"]["heard"]
-                .as_array()
-                .is_some_and(|h| h.len() == 2 && h.iter().all(|p| p["fresh"] == true))
-        });
+        wait_heard(g, 2);
         let (_, body) = http(g.http, "GET", "/status", &[], "");
         let s: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(
