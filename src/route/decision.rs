@@ -64,6 +64,7 @@ pub(super) struct Cand {
 /// A tiny fixed-capacity vector so the decision never touches the heap. Unused items
 /// hold a filler value, never read: plain items rather than `Option`s, so reading one
 /// needs no tag check.
+#[derive(Debug, Clone, Copy)]
 pub(super) struct Stack<T: Copy, const N: usize> {
     pub(super) items: [T; N],
     pub(super) len: usize,
@@ -409,25 +410,43 @@ pub(super) fn decide<const N: usize>(
     client: &ClientLocation,
     health: &impl HealthView,
 ) {
-    let svc = &model.services[usize::from(service)];
-    let fence = svc.fence.lookup(client);
-    w.fence = fence.as_ref().map(|(k, _)| k.clone());
-    w.depends_on_location = !svc.fence.is_empty();
-    begin(w.decision, svc.ttl);
+    decide_with(w, model, service, family, client, health, |w, allowed| {
+        gather(w, model, service, family, allowed, health)
+    });
+}
 
-    // 1. Candidates and 2. health. What the later steps ask of the whole list (any
-    // live? any eligible? a live weighted region, a live standby one?) is gathered here,
-    // in the one pass over the regions.
+/// What steps 3 and 4 ask of the whole candidate list (any live? any eligible? a live
+/// weighted region, a live standby one?), gathered in the one pass that builds it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Gathered {
+    live_n: usize,
+    any_eligible: bool,
+    live_weighted: bool,
+    live_standby: bool,
+}
+
+/// Steps 1 (candidates) and 2 (health) of a decision: pushes a candidate per region of
+/// the service onto `w.cands`, which must be empty. `allowed` is the client's fence row.
+///
+/// Nothing here reads the client but through `allowed`: for a service without a fence
+/// the candidates are the same for every client while health and overrides stand
+/// still, which is what lets [`super::RouteMemo`] keep them for an era.
+pub(super) fn gather<const N: usize>(
+    w: &mut Work<'_, N>,
+    model: &Model,
+    service: ServiceId,
+    family: Family,
+    allowed: Option<&Vec<RegionId>>,
+    health: &impl HealthView,
+) -> Gathered {
+    let svc = &model.services[usize::from(service)];
     let (mut live_n, mut any_eligible, mut live_weighted, mut live_standby) =
         (0usize, false, false, false);
     for (order, &rid) in svc.regions.iter().enumerate() {
         let region = &model.regions[usize::from(rid)];
         let status = if health.drained(rid, region) {
             Status::Drained
-        } else if fence
-            .as_ref()
-            .is_some_and(|(_, allowed)| !allowed.contains(&rid))
-        {
+        } else if allowed.is_some_and(|allowed| !allowed.contains(&rid)) {
             Status::Fenced
         } else if !region_has(region, family) {
             Status::NoFamily
@@ -459,6 +478,38 @@ pub(super) fn decide<const N: usize>(
             picked: false,
         });
     }
+    Gathered {
+        live_n,
+        any_eligible,
+        live_weighted,
+        live_standby,
+    }
+}
+
+/// [`decide`] with steps 1 and 2 left to `gather`, which is given the client's fence row
+/// and must do what [`gather`] does (or give what it gave for the same inputs).
+pub(super) fn decide_with<'d, const N: usize>(
+    w: &mut Work<'d, N>,
+    model: &Model,
+    service: ServiceId,
+    family: Family,
+    client: &ClientLocation,
+    health: &impl HealthView,
+    gather: impl FnOnce(&mut Work<'d, N>, Option<&Vec<RegionId>>) -> Gathered,
+) {
+    let svc = &model.services[usize::from(service)];
+    let fence = svc.fence.lookup(client);
+    w.fence = fence.as_ref().map(|(k, _)| k.clone());
+    w.depends_on_location = !svc.fence.is_empty();
+    begin(w.decision, svc.ttl);
+
+    // 1. Candidates and 2. health.
+    let Gathered {
+        mut live_n,
+        any_eligible,
+        mut live_weighted,
+        mut live_standby,
+    } = gather(w, fence.map(|(_, allowed)| allowed));
 
     if live_n == 0 {
         if !any_eligible {

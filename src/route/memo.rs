@@ -5,7 +5,10 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use super::decision::{LazyHash, SMALL, Work, begin, decide, fill_addrs, location_scope};
+use super::decision::{
+    Cand, Gathered, LazyHash, SMALL, Stack, Work, begin, decide_with, fill_addrs, gather,
+    location_scope,
+};
 use super::{HealthView, mix, route_into};
 use crate::model::{
     AddrList, ClientLocation, ClientSource, Decision, Endpoint, Family, Model, Outcome, Policy,
@@ -198,6 +201,22 @@ fn addr_index(rid: RegionId, family: Family, fail_open: bool) -> usize {
     usize::from(rid) << 2 | usize::from(family == Family::V6) << 1 | usize::from(fail_open)
 }
 
+/// The candidates of an unfenced service for one family, as [`gather`] built them in one
+/// era: the same for every client until health or overrides move (a new era), so a
+/// decision the memo does not hold yet only ranks them (see [`RouteMemo::route_into`]).
+#[derive(Debug, Clone, Copy)]
+struct Field {
+    /// [`RouteMemo::era`] when gathered; a field of another era is not known.
+    era: u32,
+    cands: Stack<Cand, SMALL>,
+    gathered: Gathered,
+}
+
+/// Where [`RouteMemo::fields`] keeps `service`'s candidates for `family`.
+fn field_index(service: ServiceId, family: Family) -> usize {
+    usize::from(service) << 1 | usize::from(family == Family::V6)
+}
+
 /// A region's endpoints up, as [`HealthView::endpoints_up`] counts them, kept for one era.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct UpCount {
@@ -299,6 +318,9 @@ pub struct RouteMemo {
     /// Per region: its endpoints up in this era (see `Counted`); sized to the model's
     /// regions when a decision needs it.
     counts: Vec<Cell<UpCount>>,
+    /// Per (service, family) of an unfenced service: its candidates in this era (see
+    /// [`Field`]); sized to the model's services when a decision needs it.
+    fields: Vec<Option<Field>>,
     /// Per service of the model of generation `twins_of`: the first service whose
     /// config routes alike (see [`config_twins`]), itself when none.
     twins: Vec<ServiceId>,
@@ -390,6 +412,7 @@ impl RouteMemo {
                 self.slots.fill(MemoSlot::default());
                 self.addrs.fill(AddrSlot::default());
                 self.counts.fill(Cell::default());
+                self.fields.fill(None);
                 self.keys.fill((0, 0, false));
                 self.era = 0;
             }
@@ -535,10 +558,44 @@ impl RouteMemo {
             counts: &self.counts,
             era: self.era,
         };
+        if self.fields.len() < model.services.len() * 2 {
+            self.fields.resize(model.services.len() * 2, None);
+        }
+        let field = &mut self.fields[field_index(service, family)];
+        let era = self.era;
         // Decided for the service asked; kept for its twins too, which decide alike.
         // A `Hashed` slot is decided afresh too and stays `Hashed`.
         let mut w = Work::<SMALL>::new(out);
-        decide(&mut w, model, service, family, client, &health);
+        decide_with(
+            &mut w,
+            model,
+            service,
+            family,
+            client,
+            &health,
+            |w, allowed| {
+                // Without a fence the candidates do not depend on the client: gathered once
+                // an era per (service, family) and copied, instead of each region's health,
+                // drain and weight read again for every new place (~600 instructions a
+                // decision with six regions; bench/README.md).
+                if !svc.fence.is_empty() {
+                    return gather(w, model, service, family, allowed, &health);
+                }
+                if let Some(f) = field
+                    && f.era == era
+                {
+                    w.cands = f.cands;
+                    return f.gathered;
+                }
+                let gathered = gather(w, model, service, family, allowed, &health);
+                *field = Some(Field {
+                    era,
+                    cands: w.cands,
+                    gathered,
+                });
+                gathered
+            },
+        );
         let kept = if w.depends_on_hash {
             Kept::Hashed
         } else {
