@@ -430,11 +430,10 @@ fn parse<'p>(pkt: &'p [u8], cap: u16, lname: &mut [u8; 255]) -> Option<Query<'p>
     }
     let (qname, after) = rest.split_at_checked(at)?;
     let ln = qname.len();
-    let lower = lname.get_mut(..ln)?;
-    lower.copy_from_slice(qname);
+    lname.get_mut(..ln)?.copy_from_slice(qname);
     // Length bytes are 1 to 63, below b'A', so lower-casing the whole wire name changes
     // only the labels' letters.
-    lower.make_ascii_lowercase();
+    lower_ascii(lname, ln);
     let (&[t0, t1, c0, c1], opt) = after.split_first_chunk::<4>()?;
     let qtype = u16::from_be_bytes([t0, t1]);
     // Other classes and zone transfers are REFUSED for every name: the ordinary path's.
@@ -491,16 +490,60 @@ fn parse<'p>(pkt: &'p [u8], cap: u16, lname: &mut [u8; 255]) -> Option<Query<'p>
     Some(q)
 }
 
-fn ecs_addr(body: &[u8]) -> IpAddr {
-    let addr = &body[4..];
+/// Lower-cases the ASCII letters of `buf[..len]`, eight bytes at a time. It may change
+/// the letters of the bytes after `len` up to the next multiple of 8 too, which nobody
+/// reads (`parse` writes a name's bytes before it reads them). `make_ascii_lowercase`
+/// goes a byte at a time: ~60 instructions for a name of 18 bytes (bench/README.md).
+#[inline(always)]
+fn lower_ascii(buf: &mut [u8; 255], len: usize) {
+    // Whole words up to the first multiple of 8 at or past `len`, but inside the buffer
+    // (248 = 31 words); a name longer than that ends byte by byte.
+    let words = len.div_ceil(8).min(31);
+    for w in buf[..words * 8].chunks_exact_mut(8) {
+        let x = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        w.copy_from_slice(&lower_word(x).to_le_bytes());
+    }
+    if len > words * 8 {
+        buf[words * 8..len].make_ascii_lowercase();
+    }
+}
+
+/// `x` with each byte that is an ASCII capital letter lower-cased, every other byte as
+/// it was. Each lane: its low 7 bits plus 0x3F carries into bit 7 exactly when they are
+/// at least b'A', plus 0x25 exactly when above b'Z' (neither sum leaves its byte); a byte
+/// with bit 7 set is no ASCII letter. A capital gets 0x20 (bit 7 shifted down 2).
+fn lower_word(x: u64) -> u64 {
+    const LANES: u64 = 0x0101_0101_0101_0101;
+    let low = x & (0x7F * LANES);
+    let at_least_a = low + (0x80 - u64::from(b'A')) * LANES;
+    let above_z = low + (0x80 - u64::from(b'Z') - 1) * LANES;
+    let capital = at_least_a & !above_z & !x & (0x80 * LANES);
+    x | (capital >> 2)
+}
+
+/// The ECS option's address, zero past the bytes the option carries.
+///
+/// `parse` let through only an option that fills the RDATA of an OPT record that ends the
+/// packet, so the address is the packet's last bytes: the 4- or 16-byte word ending the
+/// packet (every query that reaches here is longer than that) holds it in its low bytes,
+/// and a shift puts them on top. One load and a shift, where copying the address into a
+/// zeroed array was a call of `memcpy` and a byte-by-byte reassembly (~20 instructions a
+/// query; bench/README.md). The test `the_ecs_address_read_from_the_packet_tail_is_the_options`
+/// keeps the copying version and compares the two.
+#[inline(always)]
+fn ecs_addr(pkt: &[u8], body: &[u8]) -> IpAddr {
+    debug_assert_eq!(body.as_ptr_range().end, pkt.as_ptr_range().end);
+    // `ecs::check_option` held the address to SOURCE PREFIX-LENGTH's bytes: at most 4 for
+    // IPv4, 16 for IPv6. A shift by the whole width (no address bytes) is 0.
+    let missing = 8 * (body.len().saturating_sub(4) as u32);
     if body[1] == 1 {
-        let mut o = [0u8; 4];
-        o[..addr.len()].copy_from_slice(addr);
-        IpAddr::V4(Ipv4Addr::from(o))
+        let w = pkt.last_chunk::<4>().map_or(0, |w| u32::from_be_bytes(*w));
+        IpAddr::V4(Ipv4Addr::from(w.checked_shl(32 - missing).unwrap_or(0)))
     } else {
-        let mut o = [0u8; 16];
-        o[..addr.len()].copy_from_slice(addr);
-        IpAddr::V6(Ipv6Addr::from(o))
+        let w = pkt
+            .last_chunk::<16>()
+            .map_or(0, |w| u128::from_be_bytes(*w));
+        IpAddr::V6(Ipv6Addr::from(w.checked_shl(128 - missing).unwrap_or(0)))
     }
 }
 
@@ -650,7 +693,7 @@ fn respond(
         return Fast::Fallback;
     };
     let lname = &lname[..q.lname_len];
-    let ecs = q.ecs.map(|b| (b, ecs_addr(b)));
+    let ecs = q.ecs.map(|b| (b, ecs_addr(pkt, b)));
     let mut lookup = GeoLookup::Skipped;
     let mut service = None;
     let mut per_source = false;
@@ -1223,6 +1266,75 @@ mod tests {
         b
     }
 
+    /// The ECS address as `ecs_addr` built it before it read the packet's tail: the
+    /// option's address bytes copied into a zeroed array.
+    fn ecs_addr_copied(body: &[u8]) -> IpAddr {
+        let addr = &body[4..];
+        if body[1] == 1 {
+            let mut o = [0u8; 4];
+            o[..addr.len()].copy_from_slice(addr);
+            IpAddr::V4(Ipv4Addr::from(o))
+        } else {
+            let mut o = [0u8; 16];
+            o[..addr.len()].copy_from_slice(addr);
+            IpAddr::V6(Ipv6Addr::from(o))
+        }
+    }
+
+    #[test]
+    fn words_are_lower_cased_as_make_ascii_lowercase_does() {
+        // Every byte value in every lane, beside neighbours of every kind.
+        for lane in 0..8 {
+            for b in 0..=255u8 {
+                for fill in [0u8, b'A', b'z', 0x7F, 0x80, 0xC1, 0xFF] {
+                    let mut bytes = [fill; 8];
+                    bytes[lane] = b;
+                    let mut want = bytes;
+                    want.make_ascii_lowercase();
+                    let got = lower_word(u64::from_le_bytes(bytes)).to_le_bytes();
+                    assert_eq!(got, want, "lane {lane} byte {b:#04x} fill {fill:#04x}");
+                }
+            }
+        }
+        // Whole buffers: every length, the bytes past it left to the next word only.
+        let mut rng = XorShift(7);
+        for len in 0..=255usize {
+            let mut buf = [0u8; 255];
+            buf.iter_mut().for_each(|b| *b = rng.next() as u8);
+            let before = buf;
+            lower_ascii(&mut buf, len);
+            let mut want = before;
+            want[..len].make_ascii_lowercase();
+            assert_eq!(buf[..len], want[..len], "len {len}");
+            let touched = (len.div_ceil(8) * 8).min(248).max(len);
+            assert_eq!(buf[touched..], before[touched..], "len {len}");
+        }
+    }
+
+    #[test]
+    fn the_ecs_address_read_from_the_packet_tail_is_the_options() {
+        let mut seen = 0;
+        for (family, max) in [(1u8, 32u8), (2, 128)] {
+            for prefix in 0..=max {
+                for name in [".", "a.", "Www.Example."] {
+                    let body = ecs_body(family, prefix, 0);
+                    let pkt = query(name, 1, Some(1232), Some(&body), false);
+                    let mut lname = [0u8; 255];
+                    let q = parse(&pkt, 1232, &mut lname).expect("a fast-path query");
+                    let b = q.ecs.expect("the ECS option");
+                    assert_eq!(b, &body[..]);
+                    assert_eq!(
+                        ecs_addr(&pkt, b),
+                        ecs_addr_copied(b),
+                        "family {family} /{prefix} {name}"
+                    );
+                    seen += 1;
+                }
+            }
+        }
+        assert_eq!(seen, 3 * (33 + 129));
+    }
+
     /// Every query the helpers build that the parser tests below start from: names of
     /// every shape (root, mixed case, 16 and 17 labels, 63-byte labels, 255 and 256
     /// bytes), fast and ordinary types, with and without OPT, ECS of both families and
@@ -1444,7 +1556,7 @@ mod tests {
                         let mut lname = [0u8; 255];
                         let q = parse(&pkt, 1232, &mut lname).expect("a fast-path query");
                         assert_eq!(q.opt, &pkt[opt_at..]);
-                        let ecs = q.ecs.map(|b| (b, ecs_addr(b)));
+                        let ecs = q.ecs.map(|b| (b, ecs_addr(&pkt, b)));
                         for signed in [false, true] {
                             for scope in [0u8, 1, 8, 16, 24, 27, 32, 48, 56, 64, 128] {
                                 let b = Body {
@@ -1534,7 +1646,7 @@ mod tests {
                         let pkt = query(name, qtype, payload, ecs, dnssec);
                         let mut lname = [0u8; 255];
                         let q = parse(&pkt, 1232, &mut lname).expect("a fast-path query");
-                        let ecs = q.ecs.map(|b| (b, ecs_addr(b)));
+                        let ecs = q.ecs.map(|b| (b, ecs_addr(&pkt, b)));
                         let addrs = if qtype == 28 { &v6 } else { &v4 };
                         for n in 0..=16 {
                             for (rcode, with_sigs) in [(0u8, false), (0, true), (2, false)] {
