@@ -430,10 +430,11 @@ fn parse<'p>(pkt: &'p [u8], cap: u16, lname: &mut [u8; 255]) -> Option<Query<'p>
     }
     let (qname, after) = rest.split_at_checked(at)?;
     let ln = qname.len();
-    lname.get_mut(..ln)?.copy_from_slice(qname);
+    let lower = lname.get_mut(..ln)?;
+    lower.copy_from_slice(qname);
     // Length bytes are 1 to 63, below b'A', so lower-casing the whole wire name changes
     // only the labels' letters.
-    lower_ascii(lname, ln);
+    lower.make_ascii_lowercase();
     let (&[t0, t1, c0, c1], opt) = after.split_first_chunk::<4>()?;
     let qtype = u16::from_be_bytes([t0, t1]);
     // Other classes and zone transfers are REFUSED for every name: the ordinary path's.
@@ -488,37 +489,6 @@ fn parse<'p>(pkt: &'p [u8], cap: u16, lname: &mut [u8; 255]) -> Option<Query<'p>
     }
     q.opt_payload = Some(rules::response_payload(u16::from_be_bytes([p0, p1]), cap));
     Some(q)
-}
-
-/// Lower-cases the ASCII letters of `buf[..len]`, eight bytes at a time. It may change
-/// the letters of the bytes after `len` up to the next multiple of 8 too, which nobody
-/// reads (`parse` writes a name's bytes before it reads them). `make_ascii_lowercase`
-/// goes a byte at a time: ~60 instructions for a name of 18 bytes (bench/README.md).
-#[inline(always)]
-fn lower_ascii(buf: &mut [u8; 255], len: usize) {
-    // Whole words up to the first multiple of 8 at or past `len`, but inside the buffer
-    // (248 = 31 words); a name longer than that ends byte by byte.
-    let words = len.div_ceil(8).min(31);
-    for w in buf[..words * 8].chunks_exact_mut(8) {
-        let x = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
-        w.copy_from_slice(&lower_word(x).to_le_bytes());
-    }
-    if len > words * 8 {
-        buf[words * 8..len].make_ascii_lowercase();
-    }
-}
-
-/// `x` with each byte that is an ASCII capital letter lower-cased, every other byte as
-/// it was. Each lane: its low 7 bits plus 0x3F carries into bit 7 exactly when they are
-/// at least b'A', plus 0x25 exactly when above b'Z' (neither sum leaves its byte); a byte
-/// with bit 7 set is no ASCII letter. A capital gets 0x20 (bit 7 shifted down 2).
-fn lower_word(x: u64) -> u64 {
-    const LANES: u64 = 0x0101_0101_0101_0101;
-    let low = x & (0x7F * LANES);
-    let at_least_a = low + (0x80 - u64::from(b'A')) * LANES;
-    let above_z = low + (0x80 - u64::from(b'Z') - 1) * LANES;
-    let capital = at_least_a & !above_z & !x & (0x80 * LANES);
-    x | (capital >> 2)
 }
 
 /// The ECS option's address, zero past the bytes the option carries.
@@ -1278,36 +1248,6 @@ mod tests {
             let mut o = [0u8; 16];
             o[..addr.len()].copy_from_slice(addr);
             IpAddr::V6(Ipv6Addr::from(o))
-        }
-    }
-
-    #[test]
-    fn words_are_lower_cased_as_make_ascii_lowercase_does() {
-        // Every byte value in every lane, beside neighbours of every kind.
-        for lane in 0..8 {
-            for b in 0..=255u8 {
-                for fill in [0u8, b'A', b'z', 0x7F, 0x80, 0xC1, 0xFF] {
-                    let mut bytes = [fill; 8];
-                    bytes[lane] = b;
-                    let mut want = bytes;
-                    want.make_ascii_lowercase();
-                    let got = lower_word(u64::from_le_bytes(bytes)).to_le_bytes();
-                    assert_eq!(got, want, "lane {lane} byte {b:#04x} fill {fill:#04x}");
-                }
-            }
-        }
-        // Whole buffers: every length, the bytes past it left to the next word only.
-        let mut rng = XorShift(7);
-        for len in 0..=255usize {
-            let mut buf = [0u8; 255];
-            buf.iter_mut().for_each(|b| *b = rng.next() as u8);
-            let before = buf;
-            lower_ascii(&mut buf, len);
-            let mut want = before;
-            want[..len].make_ascii_lowercase();
-            assert_eq!(buf[..len], want[..len], "len {len}");
-            let touched = (len.div_ceil(8) * 8).min(248).max(len);
-            assert_eq!(buf[touched..], before[touched..], "len {len}");
         }
     }
 
