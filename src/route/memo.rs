@@ -306,7 +306,10 @@ impl<H: HealthView> HealthView for Counted<'_, H> {
 /// always saw the same regions and health states a fresh one would. The address lists
 /// of kept decisions are remembered per (region, family, fail open) in the same eras, so
 /// a hit copies a ready list instead of filtering the region's endpoints again.
-/// Services that route alike share slots (`RouteMemo::key_service`).
+/// Services that route alike share slots (`RouteMemo::key_service`). A decision the memo
+/// does not hold yet starts, for a service without a fence, from the candidates (regions
+/// with their health, drain and weight) gathered for its family in this era: they depend
+/// on nothing of the client.
 ///
 /// The memo also keeps located clients by address ([`RouteMemo::located`]): locating
 /// depends on the snapshot and the address only, so those slots last a generation.
