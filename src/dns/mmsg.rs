@@ -3,9 +3,14 @@
 //!
 //! A `Batch` owns every buffer the kernel reads or writes (datagram buffers, source
 //! addresses, reply buffers, and the `mmsghdr`/`iovec` arrays that point at them). The
-//! pointers are rewritten from fresh borrows right before each call and are not used after
-//! it returns, so nothing the kernel is told about can move or be freed under it. The raw
-//! pointers also make `Batch` neither `Send` nor `Sync`: it lives and dies on one thread.
+//! receive headers point into vectors allocated once in `Batch::new` and never resized,
+//! so their heap buffers stay where they are (moving a `Batch` moves only the vectors'
+//! handles): those pointers are set once and stay valid for the `Batch`'s life. The send
+//! headers point at the replies, whose buffers may grow, so they are rewritten from fresh
+//! borrows right before each sendmmsg. The kernel writes through the pointers only during
+//! a call, while the `Batch` is borrowed mutably; nothing in Rust reads or writes through
+//! them. The raw pointers also make `Batch` neither `Send` nor `Sync`: it lives and dies
+//! on one thread.
 
 use std::io;
 use std::mem::size_of;
@@ -36,15 +41,23 @@ pub struct Batch {
     name_lens: Vec<socklen_t>,
     /// One reply per slot; empty means "no reply".
     outs: Vec<Vec<u8>>,
-    /// Kernel scratch, rebuilt before every call.
+    /// recvmmsg's headers, one per slot, each pointing at its slot's buffer (through
+    /// `iovs`) and source address. Built once; recvmmsg itself writes only msg_len,
+    /// msg_flags and msg_namelen, and only msg_namelen (the room for the address on the
+    /// way in) is read again, so `recv` resets just that in the slots the kernel filled.
     hdrs: Vec<mmsghdr>,
     iovs: Vec<iovec>,
+    /// sendmmsg's headers, apart from the receive ones so that replying leaves those
+    /// intact: at one datagram a batch, rebuilding a receive header and setting up the
+    /// loop that did it was ~55 instructions a query (bench/README.md).
+    send_hdrs: Vec<mmsghdr>,
+    send_iovs: Vec<iovec>,
     /// Slots filled by the last `recv`.
     filled: usize,
-    /// Leading slots whose kernel headers no longer describe their receive buffer (the
-    /// kernel wrote lengths and flags into those it filled, `send` pointed those it used
-    /// at replies). The next `recv` rebuilds only these: at low rates a batch holds one
-    /// datagram, and rebuilding all 32 headers each time was ~700 instructions a query.
+    /// The receive headers are built (false before the first `recv` and after a failed
+    /// one, which is not trusted to have left them alone).
+    built: bool,
+    /// Leading slots whose msg_namelen the last `recv` let the kernel overwrite.
     dirty: usize,
 }
 
@@ -78,9 +91,12 @@ impl Batch {
             outs: (0..slots).map(|_| Vec::with_capacity(1232)).collect(),
             hdrs: vec![hdr; slots],
             iovs: vec![iov; slots],
+            send_hdrs: vec![hdr; slots],
+            send_iovs: vec![iov; slots],
             filled: 0,
             // Nothing is set up yet: the first `recv` builds every header.
-            dirty: slots,
+            built: false,
+            dirty: 0,
         }
     }
 
@@ -92,13 +108,60 @@ impl Batch {
         self.filled = 0;
         let slots = self.hdrs.len();
         let dirty = std::mem::replace(&mut self.dirty, 0);
+        if self.built {
+            for hdr in &mut self.hdrs[..dirty] {
+                hdr.msg_hdr.msg_namelen = size_of::<sockaddr_storage>() as socklen_t;
+            }
+        } else {
+            self.build_receive_headers();
+        }
+        #[allow(unsafe_code)]
+        // SAFETY: `hdrs` holds `slots` headers, built by `build_receive_headers` and since
+        // then written only by the kernel (msg_len, msg_flags, msg_namelen; `send` has
+        // headers of its own) and by the reset of msg_namelen above. Each points at one
+        // iovec of `iovs` that describes a distinct `max_len`-byte chunk of `bufs`, and at
+        // one distinct `sockaddr_storage` of `names` with its true size in msg_namelen.
+        // All four vectors are owned by `self`, allocated once and never resized (so the
+        // pointers stay valid), and borrowed mutably for this whole call: nothing touches
+        // them until the kernel has returned. The timeout pointer may be null.
+        //
+        // The system call itself, not libc's recvmmsg: see `raw_recvmmsg`.
+        let n = unsafe {
+            raw_recvmmsg(
+                sock.as_raw_fd(),
+                self.hdrs.as_mut_ptr(),
+                slots as c_uint,
+                libc::MSG_WAITFORONE as _,
+            )
+        };
+        if n < 0 {
+            // Nothing was received; rebuild everything next time rather than reason
+            // about what a failed call may have written.
+            self.built = false;
+            return Err(io::Error::last_os_error());
+        }
+        let n = (n as usize).min(slots);
+        // The kernel wrote msg_len, msg_namelen and msg_flags of these.
+        self.dirty = n;
+        for i in 0..n {
+            let m = &self.hdrs[i];
+            self.lens[i] = (m.msg_len as usize).min(self.max_len);
+            self.name_lens[i] = m.msg_hdr.msg_namelen;
+            self.outs[i].clear();
+        }
+        self.filled = n;
+        Ok(n)
+    }
+
+    /// Points every receive header at its slot's buffer and source address, with the
+    /// address's full room in msg_namelen.
+    fn build_receive_headers(&mut self) {
         for (((hdr, iov), name), buf) in self
             .hdrs
             .iter_mut()
             .zip(self.iovs.iter_mut())
             .zip(self.names.iter_mut())
             .zip(self.bufs.chunks_exact_mut(self.stride))
-            .take(dirty)
         {
             let buf = &mut buf[..self.max_len];
             *iov = iovec {
@@ -115,41 +178,7 @@ impl Batch {
             m.msg_flags = 0;
             hdr.msg_len = 0;
         }
-        #[allow(unsafe_code)]
-        // SAFETY: `hdrs` holds `slots` headers (the first `dirty` rebuilt above, the rest
-        // unchanged since they were last built: neither the kernel nor `send` wrote them),
-        // each pointing at one iovec of `iovs` that
-        // describes a distinct `max_len`-byte chunk of `bufs`, and at one distinct
-        // `sockaddr_storage` of `names` with its true size in msg_namelen. All four vectors
-        // are owned by `self`, borrowed mutably for this whole call, and not resized or
-        // touched until the kernel has returned. The timeout pointer may be null.
-        //
-        // The system call itself, not libc's recvmmsg: see `raw_recvmmsg`.
-        let n = unsafe {
-            raw_recvmmsg(
-                sock.as_raw_fd(),
-                self.hdrs.as_mut_ptr(),
-                slots as c_uint,
-                libc::MSG_WAITFORONE as _,
-            )
-        };
-        if n < 0 {
-            // Nothing was received; rebuild everything next time rather than reason
-            // about what a failed call may have written.
-            self.dirty = slots;
-            return Err(io::Error::last_os_error());
-        }
-        let n = (n as usize).min(slots);
-        // The kernel wrote msg_len, msg_namelen and msg_flags of these.
-        self.dirty = n;
-        for i in 0..n {
-            let m = &self.hdrs[i];
-            self.lens[i] = (m.msg_len as usize).min(self.max_len);
-            self.name_lens[i] = m.msg_hdr.msg_namelen;
-            self.outs[i].clear();
-        }
-        self.filled = n;
-        Ok(n)
+        self.built = true;
     }
 
     /// Slot `i` of the last `recv`: the datagram, its source (None if the kernel gave an
@@ -176,36 +205,34 @@ impl Batch {
             if out.is_empty() {
                 continue;
             }
-            // Slot n <= i: the receive iovecs are rebuilt by the next `recv` anyway.
-            self.iovs[n] = iovec {
+            // Packed to the front: header n for the n-th reply.
+            self.send_iovs[n] = iovec {
                 iov_base: out.as_ptr().cast_mut().cast(),
                 iov_len: out.len(),
             };
-            let m = &mut self.hdrs[n].msg_hdr;
+            let m = &mut self.send_hdrs[n].msg_hdr;
             m.msg_name = (&raw mut self.names[i]).cast();
             m.msg_namelen = self.name_lens[i];
-            m.msg_iov = &raw mut self.iovs[n];
+            m.msg_iov = &raw mut self.send_iovs[n];
             m.msg_iovlen = 1;
             m.msg_control = std::ptr::null_mut();
             m.msg_controllen = 0;
             m.msg_flags = 0;
             n += 1;
         }
-        // Headers 0..n now describe replies; the next `recv` must rebuild them.
-        self.dirty = self.dirty.max(n);
         let (mut done, mut sent) = (0, 0);
         while done < n {
             #[allow(unsafe_code)]
-            // SAFETY: `done < n <= hdrs.len()`, so the pointer stays inside `hdrs` and the
-            // `n - done` headers from it were all set above: each points at one iovec of
-            // `iovs` describing a live, initialised reply in `outs` (only read: sendmmsg
+            // SAFETY: `done < n <= send_hdrs.len()`, so the pointer stays inside `send_hdrs`
+            // and the `n - done` headers from it were all set above: each points at one
+            // iovec of `send_iovs` describing a live, initialised reply in `outs` (only read: sendmmsg
             // does not write through iov_base), and at the source address in `names` with
             // the length the kernel itself returned for it. `self` is borrowed mutably for
             // the whole call, so none of these is moved, resized or touched meanwhile.
             let r = unsafe {
                 raw_sendmmsg(
                     sock.as_raw_fd(),
-                    self.hdrs.as_mut_ptr().add(done),
+                    self.send_hdrs.as_mut_ptr().add(done),
                     (n - done) as c_uint,
                     0,
                 )
