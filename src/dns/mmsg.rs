@@ -5,9 +5,10 @@
 //! addresses, reply buffers, and the `mmsghdr`/`iovec` arrays that point at them). The
 //! receive headers point into vectors allocated once in `Batch::new` and never resized,
 //! so their heap buffers stay where they are (moving a `Batch` moves only the vectors'
-//! handles): those pointers are set once and stay valid for the `Batch`'s life. The send
-//! headers point at the replies, whose buffers may grow, so they are rewritten from fresh
-//! borrows right before each sendmmsg. The kernel writes through the pointers only during
+//! handles): those pointers are set once and stay valid for the `Batch`'s life. So are the
+//! send headers' pointers to their iovecs; the iovecs point at the replies, whose buffers
+//! may grow, so they (and each header's destination) are rewritten from fresh borrows
+//! right before each sendmmsg. The kernel writes through the pointers only during
 //! a call, while the `Batch` is borrowed mutably; nothing in Rust reads or writes through
 //! them. The raw pointers also make `Batch` neither `Send` nor `Sync`: it lives and dies
 //! on one thread.
@@ -44,7 +45,8 @@ pub struct Batch {
     /// recvmmsg's headers, one per slot, each pointing at its slot's buffer (through
     /// `iovs`) and source address. Built once; recvmmsg itself writes only msg_len,
     /// msg_flags and msg_namelen, and only msg_namelen (the room for the address on the
-    /// way in) is read again, so `recv` resets just that in the slots the kernel filled.
+    /// way in) is read again, so `recv` puts that back in the slots the kernel filled as
+    /// it reads them.
     hdrs: Vec<mmsghdr>,
     iovs: Vec<iovec>,
     /// sendmmsg's headers, apart from the receive ones so that replying leaves those
@@ -57,8 +59,6 @@ pub struct Batch {
     /// The receive headers are built (false before the first `recv` and after a failed
     /// one, which is not trusted to have left them alone).
     built: bool,
-    /// Leading slots whose msg_namelen the last `recv` let the kernel overwrite.
-    dirty: usize,
 }
 
 impl Batch {
@@ -80,7 +80,7 @@ impl Batch {
             iov_base: std::ptr::null_mut(),
             iov_len: 0,
         };
-        Batch {
+        let mut batch = Batch {
             bufs: vec![0; slots * (max_len + 64)],
             max_len,
             stride: max_len + 64,
@@ -96,8 +96,19 @@ impl Batch {
             filled: 0,
             // Nothing is set up yet: the first `recv` builds every header.
             built: false,
-            dirty: 0,
+        };
+        // What every send header holds whatever it sends: one iovec, its own (the
+        // vectors are never resized, so the pointers stay valid), and no control data.
+        // `send` sets only the reply and its destination.
+        for (hdr, iov) in batch.send_hdrs.iter_mut().zip(batch.send_iovs.iter_mut()) {
+            let m = &mut hdr.msg_hdr;
+            m.msg_iov = iov;
+            m.msg_iovlen = 1;
+            m.msg_control = std::ptr::null_mut();
+            m.msg_controllen = 0;
+            m.msg_flags = 0;
         }
+        batch
     }
 
     /// Blocks until at least one datagram is queued (or the socket's receive timeout
@@ -107,18 +118,13 @@ impl Batch {
     pub fn recv(&mut self, sock: &UdpSocket) -> io::Result<usize> {
         self.filled = 0;
         let slots = self.hdrs.len();
-        let dirty = std::mem::replace(&mut self.dirty, 0);
-        if self.built {
-            for hdr in &mut self.hdrs[..dirty] {
-                hdr.msg_hdr.msg_namelen = size_of::<sockaddr_storage>() as socklen_t;
-            }
-        } else {
+        if !self.built {
             self.build_receive_headers();
         }
         #[allow(unsafe_code)]
         // SAFETY: `hdrs` holds `slots` headers, built by `build_receive_headers` and since
         // then written only by the kernel (msg_len, msg_flags, msg_namelen; `send` has
-        // headers of its own) and by the reset of msg_namelen above. Each points at one
+        // headers of its own) and by the reset of msg_namelen below. Each points at one
         // iovec of `iovs` that describes a distinct `max_len`-byte chunk of `bufs`, and at
         // one distinct `sockaddr_storage` of `names` with its true size in msg_namelen.
         // All four vectors are owned by `self`, allocated once and never resized (so the
@@ -142,11 +148,13 @@ impl Batch {
         }
         let n = (n as usize).min(slots);
         // The kernel wrote msg_len, msg_namelen and msg_flags of these.
-        self.dirty = n;
         for i in 0..n {
-            let m = &self.hdrs[i];
+            let m = &mut self.hdrs[i];
             self.lens[i] = (m.msg_len as usize).min(self.max_len);
             self.name_lens[i] = m.msg_hdr.msg_namelen;
+            // The whole room again for the next call, which reads it as the size of the
+            // address buffer (msg_len and msg_flags are only written).
+            m.msg_hdr.msg_namelen = size_of::<sockaddr_storage>() as socklen_t;
             self.outs[i].clear();
         }
         self.filled = n;
@@ -210,22 +218,18 @@ impl Batch {
                 iov_base: out.as_ptr().cast_mut().cast(),
                 iov_len: out.len(),
             };
+            // The rest of the header was set once, in `new`.
             let m = &mut self.send_hdrs[n].msg_hdr;
             m.msg_name = (&raw mut self.names[i]).cast();
             m.msg_namelen = self.name_lens[i];
-            m.msg_iov = &raw mut self.send_iovs[n];
-            m.msg_iovlen = 1;
-            m.msg_control = std::ptr::null_mut();
-            m.msg_controllen = 0;
-            m.msg_flags = 0;
             n += 1;
         }
         let (mut done, mut sent) = (0, 0);
         while done < n {
             #[allow(unsafe_code)]
             // SAFETY: `done < n <= send_hdrs.len()`, so the pointer stays inside `send_hdrs`
-            // and the `n - done` headers from it were all set above: each points at one
-            // iovec of `send_iovs` describing a live, initialised reply in `outs` (only read: sendmmsg
+            // and the `n - done` headers from it were all set above (and in `new`): each
+            // points at its own iovec of `send_iovs` (never resized), describing a live, initialised reply in `outs` (only read: sendmmsg
             // does not write through iov_base), and at the source address in `names` with
             // the length the kernel itself returned for it. `self` is borrowed mutably for
             // the whole call, so none of these is moved, resized or touched meanwhile.
@@ -347,6 +351,32 @@ mod tests {
             }
         }
         got
+    }
+
+    /// The receive headers are built once; what the kernel writes into them must not
+    /// shrink the next call's room for a source address (on one socket the kernel writes
+    /// the same length every time, so no datagram test can see a missing reset).
+    #[test]
+    fn receive_headers_keep_the_whole_room_for_the_source_address() {
+        let server = bound("127.0.0.1:0");
+        let client = bound("127.0.0.1:0");
+        let mut b = Batch::new(4, 64);
+        let room = size_of::<sockaddr_storage>() as socklen_t;
+        for round in 1..=3 {
+            for k in 0..round {
+                client.send_to(&[k], server.local_addr().unwrap()).unwrap();
+            }
+            let got = recv_all(&mut b, &server, round as usize);
+            assert_eq!(got.len(), round as usize);
+            assert!(
+                b.hdrs.iter().all(|h| h.msg_hdr.msg_namelen == room),
+                "round {round}: {:?}",
+                b.hdrs
+                    .iter()
+                    .map(|h| h.msg_hdr.msg_namelen)
+                    .collect::<Vec<_>>()
+            );
+        }
     }
 
     #[test]
