@@ -78,6 +78,9 @@ impl Responder {
     }
 
     /// Answers one datagram into `out`; false (and `out` empty) when it gets no reply.
+    // Inlined into the receive loop, so the source address is not built in memory to be
+    // passed (the fast path's own call stays).
+    #[inline(always)]
     pub fn answer(
         &mut self,
         snap: &Arc<Snapshot>,
