@@ -15,7 +15,7 @@
 //! the prefix the answer really depended on, 0 when it did not depend on the client.
 //!
 //! Nothing here does I/O, locks or allocates: candidates live in a stack array bounded by
-//! [`MAX_SERVICE_REGIONS`]. [`explain`] runs the same decision and turns the working
+//! [`MAX_SERVICE_REGIONS`]. [`explain()`] runs the same decision and turns the working
 //! state into a human/JSON trace; only it allocates.
 //!
 //! The rules live in `decision.rs` (one decision, from candidates to addresses); `memo.rs`
