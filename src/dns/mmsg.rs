@@ -50,14 +50,15 @@ pub struct Batch {
     hdrs: Vec<mmsghdr>,
     iovs: Vec<iovec>,
     /// sendmmsg's headers, apart from the receive ones so that replying leaves those
-    /// intact: at one datagram a batch, rebuilding a receive header and setting up the
-    /// loop that did it was ~55 instructions a query (bench/README.md).
+    /// intact: at one datagram a batch, rebuilding the receive header a reply had taken
+    /// over cost ~30 instructions a query (the receive loop went from 345 to 313;
+    /// bench/README.md).
     send_hdrs: Vec<mmsghdr>,
     send_iovs: Vec<iovec>,
     /// Slots filled by the last `recv`.
     filled: usize,
-    /// The receive headers are built (false before the first `recv` and after a failed
-    /// one, which is not trusted to have left them alone).
+    /// The receive headers are as `build_receive_headers` left them (false after a failed
+    /// `recv`, which is not trusted to have left them alone).
     built: bool,
 }
 
@@ -69,7 +70,7 @@ impl Batch {
         #[allow(unsafe_code)]
         // SAFETY: sockaddr_storage and mmsghdr are plain C structs of integers and raw
         // pointers; all-zero bytes are a valid value of each (AF_UNSPEC, null pointers,
-        // zero lengths), and no pointer in them is followed before `recv`/`send` set it.
+        // zero lengths), and the headers' pointers are set below before any call.
         let (name, hdr) = unsafe {
             (
                 std::mem::zeroed::<sockaddr_storage>(),
@@ -94,9 +95,9 @@ impl Batch {
             send_hdrs: vec![hdr; slots],
             send_iovs: vec![iov; slots],
             filled: 0,
-            // Nothing is set up yet: the first `recv` builds every header.
             built: false,
         };
+        batch.build_receive_headers();
         // What every send header holds whatever it sends: one iovec, its own (the
         // vectors are never resized, so the pointers stay valid), and no control data.
         // `send` sets only the reply and its destination.
@@ -229,8 +230,9 @@ impl Batch {
             #[allow(unsafe_code)]
             // SAFETY: `done < n <= send_hdrs.len()`, so the pointer stays inside `send_hdrs`
             // and the `n - done` headers from it were all set above (and in `new`): each
-            // points at its own iovec of `send_iovs` (never resized), describing a live, initialised reply in `outs` (only read: sendmmsg
-            // does not write through iov_base), and at the source address in `names` with
+            // points at its own iovec of `send_iovs` (never resized), describing a live,
+            // initialised reply in `outs` (only read: sendmmsg does not write through
+            // iov_base), and at the source address in `names` with
             // the length the kernel itself returned for it. `self` is borrowed mutably for
             // the whole call, so none of these is moved, resized or touched meanwhile.
             let r = unsafe {
